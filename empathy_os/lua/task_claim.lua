@@ -1,0 +1,38 @@
+-- Claim the best pending task for an agent: highest priority first, FIFO within a priority.
+-- Expired leases are reaped first. With no type given, the agent's registered capabilities are used.
+-- KEYS[2] agents hash   KEYS[3] agents:seen zset
+-- ARGV[7] agent id      ARGV[8] lease length (ms)   ARGV[9] task type or ''
+-- Returns the claimed task's hash (flat field/value list), or nil when nothing is pending.
+reap()
+local agent = ARGV[7]
+local types
+if ARGV[9] ~= '' then
+    types = {ARGV[9]}
+else
+    local rec = redis.call('HGET', KEYS[2], agent)
+    if not rec then
+        return fail('NOT_REGISTERED', 'agent ' .. agent .. ' is not registered in team ' .. TEAM ..
+            '; register it with capabilities or pass a task_type')
+    end
+    types = cjson.decode(rec).capabilities
+end
+redis.call('ZADD', KEYS[3], NOW_S, agent)
+local best_id, best_score, best_type
+for _, task_type in ipairs(types) do
+    local top = redis.call('ZRANGE', BASE .. 'tasks:pending:' .. task_type, 0, 0, 'WITHSCORES')
+    if top[1] and (best_score == nil or tonumber(top[2]) < best_score) then
+        best_id, best_score, best_type = top[1], tonumber(top[2]), task_type
+    end
+end
+if not best_id then return false end
+local tkey = task_key(best_id)
+redis.call('ZREM', BASE .. 'tasks:pending:' .. best_type, best_id)
+redis.call('ZREM', PENDING, best_id)
+local attempt = redis.call('HINCRBY', tkey, 'attempts', 1)
+local deadline = fmt(NOW + tonumber(ARGV[8]))
+redis.call('HSET', tkey, 'status', 'in_progress', 'holder', agent, 'lease_deadline', deadline, 'claimed_at', NOW_S)
+redis.call('ZADD', LEASED, deadline, best_id)
+redis.call('SADD', leases_key(agent), best_id)
+log_task(best_id, {event = 'claimed', agent = agent, attempt = attempt})
+emit('task.claimed', 'task', best_id, 'agent', agent, 'task_type', best_type)
+return redis.call('HGETALL', tkey)

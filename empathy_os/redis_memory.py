@@ -1,0 +1,404 @@
+"""``RedisShortTermMemory``: the one class that talks to Redis, and how to get one.
+
+Mock mode is this same class over ``fakeredis`` (with ``lupa`` running the same Lua scripts),
+so mock and real Redis share one code path. Every state change is one EVALSHA; reads are
+plain commands (a pipeline when several keys are read together).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from urllib.parse import urlsplit, urlunsplit
+
+import redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from . import defaults
+from .codec import decode_json, encode_json, ms_to_seconds, positive_seconds
+from .defaults import Config
+from .exceptions import InvalidInputError, MemoryUnavailableError
+from .keys import TeamKeys, teams_key, validate_id
+from .scripts import Scripts, translate_error
+from .tiers import AccessTier, AgentCredentials
+
+log = logging.getLogger("empathy_os")
+
+UNAVAILABLE = (RedisConnectionError, RedisTimeoutError, OSError)
+
+_mock_server = None
+
+
+def _shared_mock_server():
+    """One in-memory server per process, so every mock-mode memory of the process sees the same data."""
+    global _mock_server
+    if _mock_server is None:
+        import fakeredis
+
+        _mock_server = fakeredis.FakeServer()
+    return _mock_server
+
+
+def redact_url(url: str) -> str:
+    """The URL without its password, for logs and error messages."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = f"{parts.username or ''}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def client_from_url(url: str, *, timeout: float = 5.0):
+    """A redis-py client for ``url`` (redis://, rediss://, unix://, redis+cluster://)."""
+    cluster = url.startswith("redis+cluster://") or os.environ.get("REDIS_CLUSTER") == "1"
+    if url.startswith("redis+cluster://"):
+        url = "redis://" + url[len("redis+cluster://"):]
+    kwargs = dict(decode_responses=True, socket_timeout=timeout, socket_connect_timeout=timeout)
+    try:
+        if cluster:
+            from redis.cluster import RedisCluster
+
+            return RedisCluster.from_url(url, **kwargs)
+        return redis.Redis.from_url(url, health_check_interval=30, **kwargs)
+    except UNAVAILABLE as exc:
+        raise MemoryUnavailableError(f"Redis Cluster at {redact_url(url)} did not answer: {exc}") from None
+    except ValueError as exc:
+        raise InvalidInputError(f"bad Redis URL {redact_url(url)}: {exc}") from None
+
+
+class RedisShortTermMemory:
+    """Short-term memory of agent teams on Redis (or on fakeredis in mock mode).
+
+    Pass ``url`` (or ``host``/``port``), a ready ``client`` (created with ``decode_responses=True``),
+    or ``use_mock=True``. Every operation takes the caller's :class:`AgentCredentials` first.
+    """
+
+    def __init__(self, url: str | None = None, *, host: str | None = None, port: int | None = None,
+                 use_mock: bool = False, client=None, config: Config | None = None):
+        self.config = config or Config.from_env()
+        if client is None and use_mock:
+            import fakeredis
+
+            client = fakeredis.FakeRedis(server=_shared_mock_server(), decode_responses=True)
+        if client is None:
+            url = url or f"redis://{host or 'localhost'}:{port or 6379}/0"
+            client = client_from_url(url)
+        self.client = client
+        self.url = redact_url(url) if url else None
+        self.mode = self._detect_mode(client)
+        self.scripts = Scripts(client)
+        self._teams: dict[str, TeamKeys] = {}
+        self._known_teams: set[str] = set()
+
+    @staticmethod
+    def _detect_mode(client) -> str:
+        if type(client).__module__.startswith("fakeredis"):
+            return "mock"
+        if type(client).__name__ == "RedisCluster":
+            return "cluster"
+        return "redis"
+
+    def __repr__(self):
+        return f"<RedisShortTermMemory mode={self.mode} url={self.url}>"
+
+    # -- plumbing ---------------------------------------------------------------------------
+
+    def team(self, team_id: str) -> TeamKeys:
+        """The key names of a team (validated once, cached)."""
+        keys = self._teams.get(team_id)
+        if keys is None:
+            keys = self._teams[team_id] = TeamKeys(self.config.key_prefix, team_id)
+        return keys
+
+    def run(self, script: str, team: TeamKeys, keys=(), args=()):
+        """Run one script for a team: the single round trip behind every state change."""
+        if team.team not in self._known_teams:
+            self._register_team(team.team)
+        try:
+            return getattr(self.scripts, script)(
+                keys=(team.events, *keys),
+                args=(team.team, self.config.event_stream_maxlen, team.base, *args),
+            )
+        except ResponseError as exc:
+            raise translate_error(exc) from None
+        except UNAVAILABLE as exc:
+            raise self._unavailable(exc) from None
+
+    def read(self, fn, *args, **kwargs):
+        """Call a read command (or execute a pipeline), turning connection failures into one exception."""
+        try:
+            return fn(*args, **kwargs)
+        except UNAVAILABLE as exc:
+            raise self._unavailable(exc) from None
+
+    def _unavailable(self, exc) -> MemoryUnavailableError:
+        where = self.url or "Redis"
+        return MemoryUnavailableError(f"{where} did not answer ({type(exc).__name__}: {exc}); retry later")
+
+    def _register_team(self, team_id: str) -> None:
+        # The team index lives in its own slot, so it is written apart from team data, once per
+        # process and team; ZADD NX keeps the first time the team was seen.
+        try:
+            self.client.zadd(teams_key(self.config.key_prefix), {team_id: int(time.time() * 1000)}, nx=True)
+        except UNAVAILABLE as exc:
+            raise self._unavailable(exc) from None
+        self._known_teams.add(team_id)
+
+    def encode(self, value, what="value") -> str:
+        return encode_json(value, self.config.max_value_bytes, what)
+
+    def ping(self) -> bool:
+        """True when the server (real or mock) answers."""
+        try:
+            return bool(self.client.ping())
+        except UNAVAILABLE:
+            return False
+
+    def list_teams(self) -> list[str]:
+        """Every team that has written anything, oldest first."""
+        return self.read(self.client.zrange, teams_key(self.config.key_prefix), 0, -1)
+
+    # -- working memory -----------------------------------------------------------------------
+
+    def stash(self, credentials: AgentCredentials, key: str, value, ttl: float | None = None) -> None:
+        """Store ``value`` (JSON data) under the caller's ``key`` for ``ttl`` seconds (default 1 hour)."""
+        credentials.require(AccessTier.CONTRIBUTOR, "stash")
+        validate_id(key, "key")
+        ttl = self.config.working_memory_ttl if ttl is None else positive_seconds(ttl, "ttl")
+        team = self.team(credentials.team_id)
+        agent = credentials.agent_id
+        self.run("put", team, (team.memory(agent, key),),
+                 (self.encode(value), int(max(1, round(ttl))), "", "memory.stashed", "agent", agent, "key", key))
+
+    def retrieve(self, credentials: AgentCredentials, key: str, agent_id: str | None = None):
+        """The value the caller (or ``agent_id``) stashed under ``key``, or None."""
+        validate_id(key, "key")
+        owner = credentials.agent_id if agent_id is None else validate_id(agent_id, "agent id")
+        raw = self.read(self.client.get, self.team(credentials.team_id).memory(owner, key))
+        return None if raw is None else decode_json(raw)
+
+    def forget(self, credentials: AgentCredentials, key: str) -> bool:
+        """Delete one of the caller's own keys. True if it existed."""
+        credentials.require(AccessTier.CONTRIBUTOR, "forget")
+        validate_id(key, "key")
+        team = self.team(credentials.team_id)
+        agent = credentials.agent_id
+        return bool(self.run("delete", team, (team.memory(agent, key),),
+                             ("memory.forgotten", "agent", agent, "key", key)))
+
+    # -- signals --------------------------------------------------------------------------------
+
+    def send_signal(self, credentials: AgentCredentials, signal_type: str, data=None,
+                    target_agent: str | None = None) -> str:
+        """Send a signal to ``target_agent``'s inbox, or to the whole team when it is None.
+
+        Returns the signal's id. Signals are appended to streams: none is ever overwritten.
+        """
+        credentials.require(AccessTier.CONTRIBUTOR, "send a signal")
+        validate_id(signal_type, "signal type")
+        team = self.team(credentials.team_id)
+        if target_agent is None:
+            stream, target = team.signals, ""
+        else:
+            stream, target = team.inbox(validate_id(target_agent, "target agent")), target_agent
+        payload = self.encode({} if data is None else data, "signal data")
+        return self.run("signal_send", team, (stream,),
+                        (credentials.agent_id, signal_type, payload, target, self.config.signal_stream_maxlen))
+
+    def receive_signals(self, credentials: AgentCredentials, signal_type: str | None = None, *,
+                        wait: float | None = None, count: int = 100) -> list[dict]:
+        """Signals for the caller (targeted and broadcast) it has not received yet, oldest first.
+
+        Each is a dict with ``id``, ``sender``, ``signal_type``, ``data``, ``target`` (None for a
+        broadcast) and ``sent_at`` (seconds since the epoch). With ``signal_type``, only that type is
+        returned, and signals of other types stay unread for other filters. With ``wait`` seconds, block
+        until at least one signal arrives or the time is up.
+        """
+        want = "" if signal_type is None else validate_id(signal_type, "signal type")
+        if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= 10_000:
+            raise InvalidInputError(f"count must be an integer from 1 to 10000, got {count!r}")
+        team = self.team(credentials.team_id)
+        keys = (team.inbox(credentials.agent_id), team.signals, team.cursors(credentials.agent_id))
+        deadline = None if not wait else time.monotonic() + positive_seconds(wait, "wait")
+        while True:
+            out = self.run("signal_receive", team, keys, (want, count, defaults.SIGNAL_SCAN_LIMIT))
+            signals = [self._signal(out[i], out[i + 1]) for i in range(2, len(out), 2)]
+            if signals or deadline is None:
+                if len(signals) > 1:  # merge the inbox and the broadcast stream in stream-id order
+                    signals.sort(key=_stream_order)
+                return signals
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return []
+            # Sleep on the two streams from the cursors just returned: nothing sent after them is missed.
+            self.read(self.client.xread, {keys[0]: out[0] or "0-0", keys[1]: out[1] or "0-0"},
+                      count=1, block=max(1, int(remaining * 1000)))
+
+    @staticmethod
+    def _signal(stream_id: str, fields) -> dict:
+        f = dict(zip(fields[::2], fields[1::2]))
+        return {
+            "id": stream_id,
+            "sender": f.get("sender"),
+            "signal_type": f.get("signal_type"),
+            "data": decode_json(f.get("data")),
+            "target": f.get("target") or None,
+            "sent_at": ms_to_seconds(f.get("sent_at")),
+        }
+
+    # -- collaboration state ------------------------------------------------------------------------
+
+    def persist_state(self, credentials: AgentCredentials, session_id: str, state: dict,
+                      ttl: float | None = None) -> None:
+        """Save the caller's collaboration state for ``session_id``."""
+        credentials.require(AccessTier.CONTRIBUTOR, "persist collaboration state")
+        validate_id(session_id, "session id")
+        ttl = self.config.collaboration_state_ttl if ttl is None else positive_seconds(ttl, "ttl")
+        team = self.team(credentials.team_id)
+        agent = credentials.agent_id
+        self.run("put", team, (team.state(agent, session_id),),
+                 (self.encode(state, "collaboration state"), int(max(1, round(ttl))), "",
+                  "state.persisted", "agent", agent, "session", session_id))
+
+    def restore_state(self, credentials: AgentCredentials, session_id: str) -> dict | None:
+        """The caller's collaboration state saved for ``session_id``, or None."""
+        validate_id(session_id, "session id")
+        team = self.team(credentials.team_id)
+        return decode_json(self.read(self.client.get, team.state(credentials.agent_id, session_id)))
+
+    # -- patterns and conflicts (see patterns.py) ------------------------------------------------------
+
+    def stage_pattern(self, credentials, pattern):
+        from .patterns import stage_pattern
+
+        return stage_pattern(self, credentials, pattern)
+
+    def get_staged_patterns(self, credentials, limit: int = 1000):
+        from .patterns import get_staged_patterns
+
+        return get_staged_patterns(self, credentials, limit)
+
+    def promote_pattern(self, credentials, pattern_id: str, note: str = ""):
+        from .patterns import promote_pattern
+
+        return promote_pattern(self, credentials, pattern_id, note)
+
+    def reject_pattern(self, credentials, pattern_id: str, reason: str):
+        from .patterns import reject_pattern
+
+        return reject_pattern(self, credentials, pattern_id, reason)
+
+    def create_conflict_context(self, credentials, conflict_id: str, positions: dict, **details):
+        from .patterns import create_conflict_context
+
+        return create_conflict_context(self, credentials, conflict_id, positions, **details)
+
+    def resolve_conflict(self, credentials, conflict_id: str, resolution):
+        from .patterns import resolve_conflict
+
+        return resolve_conflict(self, credentials, conflict_id, resolution)
+
+    # -- events and stats -----------------------------------------------------------------------------
+
+    def read_events(self, team_id: str, after: str = "0-0", count: int = 100) -> list[dict]:
+        """Domain events of a team after the stream id ``after`` (exclusive), oldest first."""
+        entries = self.read(self.client.xrange, self.team(team_id).events, f"({after}", "+", count=count)
+        return [dict(fields, id=entry_id) for entry_id, fields in entries]
+
+    def get_stats(self) -> dict:
+        """``mode``, ``keys`` (keys in the database), ``memory_used``, and counts per kind of data."""
+        client = self.client
+        teams = self.list_teams()
+        pipe = client.pipeline(transaction=False)
+        for team_id in teams:
+            t = self.team(team_id)
+            pipe.hlen(t.agents).zcard(t.pending).zcard(t.leased).zcard(t.completed).zcard(t.failed)
+            pipe.hlen(t.staged).zcard(t.sessions).xlen(t.signals)
+        counts = self.read(pipe.execute) if teams else []
+        names = ("agents", "tasks_pending", "tasks_in_progress", "tasks_completed", "tasks_failed",
+                 "patterns_staged", "sessions", "broadcast_signals")
+        totals = dict.fromkeys(names, 0)
+        for i, value in enumerate(counts):
+            totals[names[i % len(names)]] += value
+        dbsize = self.read(client.dbsize)
+        if isinstance(dbsize, dict):  # a cluster answers per node
+            dbsize = sum(dbsize.values())
+        return {"mode": self.mode, "keys": dbsize, "memory_used": self._memory_used(),
+                "teams": len(teams), **totals}
+
+    def _memory_used(self) -> str:
+        if self.mode == "mock":
+            return "n/a (in-process mock)"
+        info = self.read(self.client.info, "memory")
+        if "used_memory" not in info:  # a cluster answers per node
+            total = sum(node.get("used_memory", 0) for node in info.values() if isinstance(node, dict))
+            return f"{total / 1048576:.2f}M"
+        return info.get("used_memory_human", "unknown")
+
+
+def _stream_order(signal: dict):
+    ms, _, seq = signal["id"].partition("-")
+    return int(ms), int(seq or 0)
+
+
+def _env_flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def get_redis_memory(url: str | None = None, *, config: Config | None = None) -> RedisShortTermMemory:
+    """The memory to use, found automatically, with one log line saying which.
+
+    1. ``EMPATHY_REDIS_MOCK=1`` forces mock mode.
+    2. ``url`` or ``REDIS_URL``: that server. If it does not answer, :class:`MemoryUnavailableError`
+       (agents split between a real Redis and private mocks would be worse than an error).
+    3. ``localhost:6379`` if it answers within ``PROBE_TIMEOUT_SECONDS``.
+    4. Otherwise mock mode (in-process, data lost at exit).
+    """
+    if _env_flag("EMPATHY_REDIS_MOCK"):
+        log.info("empathy_os: mock mode (EMPATHY_REDIS_MOCK is set)")
+        return RedisShortTermMemory(use_mock=True, config=config)
+    url = url or os.environ.get("REDIS_URL") or None
+    if url:
+        memory = RedisShortTermMemory(url, config=config)
+        try:
+            memory.client.ping()
+        except UNAVAILABLE as exc:
+            raise MemoryUnavailableError(
+                f"REDIS_URL={redact_url(url)} does not answer ({exc}). Start that Redis, fix REDIS_URL, "
+                "or unset it to use localhost:6379 / mock mode (EMPATHY_REDIS_MOCK=1 forces mock)"
+            ) from None
+        log.info("empathy_os: %s mode at %s", memory.mode, memory.url)
+        return memory
+    probe = redis.Redis(host="localhost", port=6379, socket_timeout=defaults.PROBE_TIMEOUT_SECONDS,
+                        socket_connect_timeout=defaults.PROBE_TIMEOUT_SECONDS, decode_responses=True)
+    try:
+        probe.ping()
+    except (UNAVAILABLE + (ResponseError,)) as exc:
+        log.info("empathy_os: mock mode (no Redis at localhost:6379: %s)", exc)
+        return RedisShortTermMemory(use_mock=True, config=config)
+    finally:
+        probe.close()
+    memory = RedisShortTermMemory("redis://localhost:6379/0", config=config)
+    log.info("empathy_os: redis mode at localhost:6379")
+    return memory
+
+
+def check_redis_connection(memory: RedisShortTermMemory | None = None) -> bool:
+    """True only when a real Redis server answers (the given memory's, or the one
+    :func:`get_redis_memory` would pick). Mock mode is never a connection."""
+    if memory is not None:
+        return memory.mode != "mock" and memory.ping()
+    if _env_flag("EMPATHY_REDIS_MOCK"):
+        return False
+    url = os.environ.get("REDIS_URL") or "redis://localhost:6379/0"
+    try:
+        client = client_from_url(url, timeout=defaults.PROBE_TIMEOUT_SECONDS * 4)
+        try:
+            return bool(client.ping())
+        finally:
+            client.close()
+    except (UNAVAILABLE + (ResponseError, MemoryUnavailableError, InvalidInputError)):
+        return False

@@ -1,0 +1,83 @@
+"""Lua scripts: loaded from ``lua/`` once, registered with the client, called with EVALSHA.
+
+Every script begins with ``lua/_common.lua`` (clock, event emitter, error helper); the task
+scripts (``task_*.lua``) also get ``lua/_tasks.lua`` (reaper, fencing checks, retention).
+Errors a script raises on purpose start with an upper-case code (``NOT_FOUND``, ``NOT_HELD``...)
+that :func:`translate_error` maps to the library's exceptions.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from redis.exceptions import ResponseError
+
+from .exceptions import (
+    AccessDeniedError,
+    ConflictError,
+    EmpathyError,
+    InvalidInputError,
+    LeaseError,
+    NotFoundError,
+)
+
+LUA_DIR = Path(__file__).parent / "lua"
+
+SCRIPT_NAMES = (
+    "put",
+    "delete",
+    "register_agent",
+    "heartbeat",
+    "task_add",
+    "task_claim",
+    "task_complete",
+    "task_fail",
+    "task_extend",
+    "task_reap",
+    "signal_send",
+    "signal_receive",
+    "session",
+    "pattern_stage",
+    "pattern_decide",
+    "conflict_create",
+    "conflict_resolve",
+)
+
+ERROR_CODES = {
+    "NOT_FOUND": NotFoundError,
+    "NOT_HELD": LeaseError,
+    "EXPIRED": LeaseError,
+    "ALREADY_DONE": ConflictError,
+    "EXISTS": ConflictError,
+    "NOT_OWNER": AccessDeniedError,
+    "NOT_REGISTERED": InvalidInputError,
+}
+
+
+@lru_cache(maxsize=None)
+def source(name: str) -> str:
+    """The full source of a script, with its preludes."""
+    parts = [(LUA_DIR / "_common.lua").read_text()]
+    if name.startswith("task_"):
+        parts.append((LUA_DIR / "_tasks.lua").read_text())
+    parts.append((LUA_DIR / f"{name}.lua").read_text())
+    return "\n".join(parts)
+
+
+class Scripts:
+    """The registered scripts of one client, as attributes: ``scripts.task_claim(keys=..., args=...)``."""
+
+    def __init__(self, client):
+        for name in SCRIPT_NAMES:
+            setattr(self, name, client.register_script(source(name)))
+
+
+def translate_error(exc: ResponseError) -> Exception:
+    """Map a script's error reply to the library exception it stands for."""
+    message = str(exc)
+    code, _, detail = message.partition(" ")
+    cls = ERROR_CODES.get(code)
+    if cls is None:
+        return EmpathyError(f"Redis refused the operation: {message}")
+    return cls(detail)

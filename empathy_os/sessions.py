@@ -1,0 +1,89 @@
+"""Team sessions: participants and shared context, created if absent, expiring when idle."""
+
+from __future__ import annotations
+
+import json
+
+from .codec import ms_to_seconds
+from .defaults import DEFAULT_TEAM
+from .keys import validate_id
+from .patterns import _text
+from .tiers import AccessTier, AgentCredentials
+
+
+class TeamSession:
+    """A shared workspace for agents on one piece of work.
+
+    Constructing a ``TeamSession`` with an id that exists joins it: it never resets it. Every
+    change refreshes the session's TTL (``session_ttl``).
+    """
+
+    def __init__(self, memory, session_id: str, purpose: str = "", *, team_id: str = DEFAULT_TEAM,
+                 credentials: AgentCredentials | None = None):
+        self.memory = memory
+        self.session_id = validate_id(session_id, "session id")
+        self.purpose = _text(purpose, "purpose", limit=1000)
+        self.team_id = validate_id(team_id, "team id")
+        self.credentials = credentials or AgentCredentials("coordinator", AccessTier.STEWARD, team_id)
+        self._keys = memory.team(team_id)
+        self.created = bool(self._op("open"))
+
+    def _op(self, op: str, subject: str = "", value: str = ""):
+        k, sid = self._keys, self.session_id
+        return self.memory.run(
+            "session", k, (k.session(sid), k.session_agents(sid), k.session_context(sid), k.sessions),
+            (sid, self.memory.config.session_ttl, self.credentials.agent_id, self.purpose, op, subject, value))
+
+    def add_agent(self, agent_id: str) -> None:
+        """Add a participant (an agent adds itself; a steward adds anyone)."""
+        self.credentials.require_self(validate_id(agent_id, "agent id"), "join a session")
+        self._op("join", agent_id)
+
+    def remove_agent(self, agent_id: str) -> None:
+        self.credentials.require_self(validate_id(agent_id, "agent id"), "leave a session")
+        self._op("leave", agent_id)
+
+    def share(self, key: str, value) -> None:
+        """Share ``value`` (JSON data) under ``key`` with every participant."""
+        self.credentials.require(AccessTier.CONTRIBUTOR, "share session context")
+        validate_id(key, "key")
+        self._op("share", key, self.memory.encode(value, "shared context"))
+
+    def get(self, key: str, default=None):
+        raw = self.memory.read(self.memory.client.hget, self._keys.session_context(self.session_id),
+                               validate_id(key, "key"))
+        return default if raw is None else json.loads(raw)
+
+    def get_context(self) -> dict:
+        raw = self.memory.read(self.memory.client.hgetall, self._keys.session_context(self.session_id))
+        return {k: json.loads(v) for k, v in sorted(raw.items())}
+
+    def get_info(self) -> dict:
+        """``session_id``, ``purpose``, ``participants`` (sorted), ``context_keys``, times; {} if expired."""
+        return get_session_info(self.memory, self.team_id, self.session_id)
+
+
+def get_session_info(memory, team_id: str, session_id: str) -> dict:
+    """A session's info without joining or touching it; {} if it does not exist."""
+    k = memory.team(team_id)
+    pipe = memory.client.pipeline(transaction=False)
+    pipe.hgetall(k.session(session_id)).smembers(k.session_agents(session_id)).hkeys(k.session_context(session_id))
+    info, participants, keys = memory.read(pipe.execute)
+    if not info:
+        return {}
+    return {
+        "session_id": session_id,
+        "team_id": team_id,
+        "purpose": info.get("purpose", ""),
+        "created_by": info.get("created_by"),
+        "created_at": ms_to_seconds(info.get("created_at")),
+        "last_activity": ms_to_seconds(info.get("last_activity")),
+        "participants": sorted(participants),
+        "context_keys": sorted(keys),
+    }
+
+
+def list_sessions(memory, team_id: str, limit: int = 100) -> list[dict]:
+    """The team's live sessions, most recently active first."""
+    ids = memory.read(memory.client.zrevrange, memory.team(team_id).sessions, 0, limit - 1)
+    return [info for info in (get_session_info(memory, team_id, sid) for sid in ids) if info]
