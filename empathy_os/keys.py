@@ -18,6 +18,7 @@ Layout (``P`` is the configured prefix, ``T`` a team id)::
     P:{team:T}:tasks:failed                ZSET  task -> failure time (ms)
     P:{team:T}:results                     HASH  exact counters (total_completed, agent:<a>, type:<t>, ...)
     P:{team:T}:signals                     STREAM broadcast signals of the team (capped)
+    P:{team:T}:signals:seq                 STRING counter, orders signals across the team's streams
     P:{team:T}:inbox:<agent>               STREAM signals targeted at one agent (capped)
     P:{team:T}:cursors:<agent>             HASH  <stream>|<type filter> -> last stream id received
     P:{team:T}:sessions                    ZSET  session -> last activity (ms)
@@ -103,6 +104,10 @@ class TeamKeys:
     @property
     def signals(self):
         return self.base + "signals"
+
+    @property
+    def signal_seq(self):
+        return self.base + "signals:seq"
 
     @property
     def sessions(self):

@@ -31,6 +31,9 @@ UNAVAILABLE = (RedisConnectionError, RedisTimeoutError, OSError)
 
 _mock_server = None
 
+#: Where :func:`get_redis_memory` looks when no REDIS_URL is set.
+LOCAL_REDIS_URL = "redis://localhost:6379/0"
+
 
 def _shared_mock_server():
     """One in-memory server per process, so every mock-mode memory of the process sees the same data."""
@@ -205,7 +208,7 @@ class RedisShortTermMemory:
         else:
             stream, target = team.inbox(validate_id(target_agent, "target agent")), target_agent
         payload = self.encode({} if data is None else data, "signal data")
-        return self.run("signal_send", team, (stream,),
+        return self.run("signal_send", team, (stream, team.signal_seq),
                         (credentials.agent_id, signal_type, payload, target, self.config.signal_stream_maxlen))
 
     def receive_signals(self, credentials: AgentCredentials, signal_type: str | None = None, *,
@@ -213,7 +216,7 @@ class RedisShortTermMemory:
         """Signals for the caller (targeted and broadcast) it has not received yet, oldest first.
 
         Each is a dict with ``id``, ``sender``, ``signal_type``, ``data``, ``target`` (None for a
-        broadcast) and ``sent_at`` (seconds since the epoch). With ``signal_type``, only that type is
+        broadcast), ``sent_at`` (seconds since the epoch) and ``seq`` (the team's sending order). With ``signal_type``, only that type is
         returned, and signals of other types stay unread for other filters. With ``wait`` seconds, block
         until at least one signal arrives or the time is up.
         """
@@ -227,8 +230,8 @@ class RedisShortTermMemory:
             out = self.run("signal_receive", team, keys, (want, count, defaults.SIGNAL_SCAN_LIMIT))
             signals = [self._signal(out[i], out[i + 1]) for i in range(2, len(out), 2)]
             if signals or deadline is None:
-                if len(signals) > 1:  # merge the inbox and the broadcast stream in stream-id order
-                    signals.sort(key=_stream_order)
+                if len(signals) > 1:  # merge the inbox and the broadcast stream in sending order
+                    signals.sort(key=_by_seq)
                 return signals
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -247,6 +250,7 @@ class RedisShortTermMemory:
             "data": decode_json(f.get("data")),
             "target": f.get("target") or None,
             "sent_at": ms_to_seconds(f.get("sent_at")),
+            "seq": int(f.get("seq") or 0),
         }
 
     # -- collaboration state ------------------------------------------------------------------------
@@ -339,9 +343,8 @@ class RedisShortTermMemory:
         return info.get("used_memory_human", "unknown")
 
 
-def _stream_order(signal: dict):
-    ms, _, seq = signal["id"].partition("-")
-    return int(ms), int(seq or 0)
+def _by_seq(signal: dict) -> int:
+    return signal["seq"]
 
 
 def _env_flag(name: str) -> bool:
@@ -372,17 +375,17 @@ def get_redis_memory(url: str | None = None, *, config: Config | None = None) ->
             ) from None
         log.info("empathy_os: %s mode at %s", memory.mode, memory.url)
         return memory
-    probe = redis.Redis(host="localhost", port=6379, socket_timeout=defaults.PROBE_TIMEOUT_SECONDS,
-                        socket_connect_timeout=defaults.PROBE_TIMEOUT_SECONDS, decode_responses=True)
+    probe = redis.Redis.from_url(LOCAL_REDIS_URL, socket_timeout=defaults.PROBE_TIMEOUT_SECONDS,
+                                 socket_connect_timeout=defaults.PROBE_TIMEOUT_SECONDS, decode_responses=True)
     try:
         probe.ping()
     except (UNAVAILABLE + (ResponseError,)) as exc:
-        log.info("empathy_os: mock mode (no Redis at localhost:6379: %s)", exc)
+        log.info("empathy_os: mock mode (no Redis at %s: %s)", redact_url(LOCAL_REDIS_URL), exc)
         return RedisShortTermMemory(use_mock=True, config=config)
     finally:
         probe.close()
-    memory = RedisShortTermMemory("redis://localhost:6379/0", config=config)
-    log.info("empathy_os: redis mode at localhost:6379")
+    memory = RedisShortTermMemory(LOCAL_REDIS_URL, config=config)
+    log.info("empathy_os: redis mode at %s", memory.url)
     return memory
 
 
@@ -393,7 +396,7 @@ def check_redis_connection(memory: RedisShortTermMemory | None = None) -> bool:
         return memory.mode != "mock" and memory.ping()
     if _env_flag("EMPATHY_REDIS_MOCK"):
         return False
-    url = os.environ.get("REDIS_URL") or "redis://localhost:6379/0"
+    url = os.environ.get("REDIS_URL") or LOCAL_REDIS_URL
     try:
         client = client_from_url(url, timeout=defaults.PROBE_TIMEOUT_SECONDS * 4)
         try:

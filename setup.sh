@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# Set up everything this project needs, idempotently, then optionally run it.
+#
+#   ./setup.sh          set up only
+#   ./setup.sh run      set up, then start the site (http://127.0.0.1:8000/)
+#   ./setup.sh test     set up, then run the whole test suite (extra arguments go to pytest)
+#
+# Installs, only when missing: Debian packages redis-server and chromium (as root; otherwise it
+# prints the apt-get command to run), the virtual environment .venv/ and the pinned Python packages
+# of requirements.txt (re-installed only when that file changes).
+set -euo pipefail
+cd "$(dirname "$0")"
+ROOT=$(pwd)
+VENV="$ROOT/.venv"
+PY="$VENV/bin/python"
+
+say() { printf '\033[1m[setup]\033[0m %s\n' "$*"; }
+die() { printf '\033[1;31m[setup]\033[0m %s\n' "$*" >&2; exit 1; }
+
+# 1. System packages.
+missing=()
+command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+{ [ -x /usr/bin/chromium ] || command -v chromium >/dev/null 2>&1; } || missing+=(chromium)
+if [ ${#missing[@]} -gt 0 ]; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        say "installing Debian packages: ${missing[*]} (once)"
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get update -qq >/dev/null || die "apt-get update failed; install ${missing[*]} by hand"
+        apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null \
+            || die "apt-get install ${missing[*]} failed"
+    else
+        die "missing ${missing[*]}: run 'sudo apt-get install ${missing[*]}', then run this again"
+    fi
+fi
+
+# 2. Virtual environment and Python packages.
+command -v python3 >/dev/null 2>&1 || die "python3 is required (Debian: sudo apt-get install python3 python3-venv)"
+if [ ! -x "$PY" ]; then
+    say "creating the virtual environment in .venv/"
+    python3 -m venv "$VENV" || die "python3 -m venv failed (Debian: sudo apt-get install python3-venv)"
+fi
+stamp="$VENV/.requirements.sha256"
+want=$(sha256sum requirements.txt | cut -d' ' -f1)
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+    say "installing Python packages from requirements.txt"
+    "$PY" -m pip install -q --disable-pip-version-check --upgrade pip
+    "$PY" -m pip install -q --disable-pip-version-check -r requirements.txt
+    echo "$want" > "$stamp"
+fi
+
+# 3. Database.
+mkdir -p var
+"$PY" manage.py migrate --noinput -v 0
+
+case "${1:-}" in
+    "") say "ready. Start the site with './setup.sh run', run the tests with './setup.sh test'." ;;
+    run)
+        shift
+        say "starting the site on http://127.0.0.1:${PORT:-8000}/ (Ctrl-C stops it)"
+        exec "$PY" manage.py runserver "127.0.0.1:${PORT:-8000}" "$@" ;;
+    test)
+        shift
+        exec "$PY" -m pytest "$@" ;;
+    *) die "unknown command '$1': use run, test or nothing" ;;
+esac
