@@ -216,9 +216,9 @@ class RedisShortTermMemory:
         """Signals for the caller (targeted and broadcast) it has not received yet, oldest first.
 
         Each is a dict with ``id``, ``sender``, ``signal_type``, ``data``, ``target`` (None for a
-        broadcast), ``sent_at`` (seconds since the epoch) and ``seq`` (the team's sending order). With ``signal_type``, only that type is
-        returned, and signals of other types stay unread for other filters. With ``wait`` seconds, block
-        until at least one signal arrives or the time is up.
+        broadcast), ``sent_at`` (seconds since the epoch) and ``seq`` (the team's sending order).
+        With ``signal_type``, only that type is returned, and signals of other types stay unread for
+        other filters. With ``wait`` seconds, block until at least one signal arrives or time is up.
         """
         want = "" if signal_type is None else validate_id(signal_type, "signal type")
         if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= 10_000:

@@ -14,8 +14,9 @@ from .tiers import AccessTier, AgentCredentials
 class TeamSession:
     """A shared workspace for agents on one piece of work.
 
-    Constructing a ``TeamSession`` with an id that exists joins it: it never resets it. Every
-    change refreshes the session's TTL (``session_ttl``).
+    Constructing a ``TeamSession`` creates the session if it does not exist; with an id that exists
+    it opens that session and never resets it. Every change refreshes the session's TTL
+    (``session_ttl``). An observer's handle only reads: it creates nothing.
     """
 
     def __init__(self, memory, session_id: str, purpose: str = "", *, team_id: str = DEFAULT_TEAM,
@@ -26,7 +27,7 @@ class TeamSession:
         self.team_id = validate_id(team_id, "team id")
         self.credentials = credentials or AgentCredentials("coordinator", AccessTier.STEWARD, team_id)
         self._keys = memory.team(team_id)
-        self.created = bool(self._op("open"))
+        self.created = bool(self._op("open")) if self.credentials.can_stage() else False
 
     def _op(self, op: str, subject: str = "", value: str = ""):
         k, sid = self._keys, self.session_id
