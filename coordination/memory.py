@@ -1,11 +1,24 @@
 """The site's one handle on the short-term memory, found once per process."""
 
-from functools import lru_cache
+import threading
 
 from empathy_os import get_redis_memory
 
+_memory = None
+_lock = threading.Lock()
 
-@lru_cache(maxsize=1)
+
 def get_memory():
     """The memory this process uses (REDIS_URL -> localhost:6379 -> mock; see empathy_os)."""
-    return get_redis_memory()
+    global _memory
+    if _memory is None:
+        with _lock:
+            if _memory is None:
+                _memory = get_redis_memory()
+    return _memory
+
+
+def set_memory(memory) -> None:
+    """Use ``memory`` from now on (tests; or a process that built its own)."""
+    global _memory
+    _memory = memory
