@@ -16,7 +16,7 @@ from .exceptions import (
     NotFoundError,
     ValueTooLargeError,
 )
-from .patterns import ConflictContext, StagedPattern, get_decision, get_staged_pattern
+from .patterns import ConflictContext, StagedPattern, get_decision, get_staged_pattern, restore_staged_pattern
 from .redis_memory import RedisShortTermMemory, check_redis_connection, get_redis_memory
 from .sessions import TeamSession, get_session_info, list_sessions
 from .tiers import AccessTier, AgentCredentials
@@ -49,4 +49,5 @@ __all__ = [
     "StagedPattern", "TeamSession", "ValueTooLargeError", "check_redis_connection",
     "create_conflict_context", "get_decision", "get_redis_memory", "get_session_info",
     "get_staged_pattern", "list_sessions", "promote_pattern", "reject_pattern", "resolve_conflict",
+    "restore_staged_pattern",
 ]

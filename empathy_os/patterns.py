@@ -136,6 +136,21 @@ def reject_pattern(memory, credentials, pattern_id: str, reason: str) -> StagedP
                    _text(reason, "reason", required=True, limit=2000), "reject a pattern")
 
 
+def restore_staged_pattern(memory, credentials, pattern: StagedPattern) -> None:
+    """Undo a decision: put ``pattern`` back into staging as it was (validators only).
+
+    For a caller whose durable write of the decision failed after :func:`promote_pattern` or
+    :func:`reject_pattern` took the pattern out of staging: nothing is lost.
+    """
+    credentials.require(AccessTier.VALIDATOR, "restore a staged pattern")
+    team = memory.team(credentials.team_id)
+    data = pattern.to_dict()
+    data["content_hash"] = pattern.content_hash
+    staged_ms = int((pattern.staged_at or time.time()) * 1000)
+    memory.run("pattern_restore", team, (team.staged, team.staged_order, team.decision(pattern.pattern_id)),
+               (pattern.pattern_id, memory.encode(data, "pattern"), staged_ms))
+
+
 def get_decision(memory, credentials, pattern_id: str) -> dict | None:
     """The recorded decision on a pattern (while Redis remembers it), or None."""
     team = memory.team(credentials.team_id)

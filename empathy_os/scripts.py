@@ -40,6 +40,7 @@ SCRIPT_NAMES = (
     "session",
     "pattern_stage",
     "pattern_decide",
+    "pattern_restore",
     "conflict_create",
     "conflict_resolve",
 )

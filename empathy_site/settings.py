@@ -61,6 +61,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "coordination.middleware.ApiJsonErrorsMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -115,6 +116,11 @@ X_FRAME_OPTIONS = "DENY"
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SECURE = not DEBUG
 CSRF_COOKIE_SECURE = not DEBUG
+
+#: Request bodies above this are refused with 413 (values are limited to 1 MiB by the library).
+DATA_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
+#: Threads that serve signal long-polls (GET /api/v1/signals?wait=...).
+EMPATHY_LONG_POLL_THREADS = 64
 
 LOGGING = {
     "version": 1,

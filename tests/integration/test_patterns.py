@@ -144,3 +144,16 @@ def test_it_persists_and_restores_collaboration_state(memory):
     assert fresh.current_empathy_level == 4
     stranger = EmpathyOS("someone_else", short_term_memory=memory)
     assert stranger.restore_collaboration_state(session_id=agent.session_id) is False
+
+
+def test_it_restores_a_decided_pattern_to_staging(memory):
+    from empathy_os import restore_staged_pattern
+
+    memory.stage_pattern(creds("perf"), pattern())
+    validator = creds("architect", AccessTier.VALIDATOR)
+    taken = memory.promote_pattern(validator, "p1")
+    restore_staged_pattern(memory, validator, taken)
+    [back] = memory.get_staged_patterns(validator)
+    assert back == taken
+    assert get_decision(memory, validator, "p1") is None
+    memory.reject_pattern(validator, "p1", "second look: no")

@@ -1,0 +1,392 @@
+"""The agent HTTP API, ``/api/v1``: a thin layer over ``empathy_os``.
+
+Who calls is decided by the bearer token (agent id, team, tier), never by the body. Every error is
+JSON ``{"error": code, "detail": text}``. Library calls run in worker threads (redis-py is
+blocking); signal long-polls run in their own pool so they cannot starve the rest.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
+from typing import Optional, Union
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
+from django.http import Http404
+from ninja import NinjaAPI, Query
+from ninja.errors import AuthenticationError, HttpError, ValidationError
+from ninja.security import HttpBearer
+
+from empathy_os import (
+    AccessDeniedError,
+    AgentCoordinator,
+    AgentTask,
+    ConflictError,
+    InvalidInputError,
+    MemoryUnavailableError,
+    NotFoundError,
+    StagedPattern,
+    TeamSession,
+    ValueTooLargeError,
+    check_redis_connection,
+    get_session_info,
+)
+from patterns import library
+
+from . import schemas as s
+from .memory import get_memory
+from .tokens import credentials_for
+
+_long_polls = ThreadPoolExecutor(max_workers=getattr(settings, "EMPATHY_LONG_POLL_THREADS", 64),
+                                 thread_name_prefix="long-poll")
+MAX_WAIT = 30.0
+
+
+def in_thread(fn, *args, **kwargs):
+    """Run a blocking library call off the event loop."""
+    return sync_to_async(partial(fn, *args, **kwargs), thread_sensitive=False)()
+
+
+class AgentToken(HttpBearer):
+    async def authenticate(self, request, token):
+        return await credentials_for(token)
+
+
+api = NinjaAPI(title="Empathy coordination API", version="1", urls_namespace="api", auth=AgentToken(),
+               openapi_url="/openapi.json", docs_url="/docs")
+
+ERRORS = {400: s.Error, 401: s.Error, 403: s.Error, 404: s.Error, 409: s.Error, 413: s.Error, 503: s.Error}
+
+
+def error(request, status: int, code: str, detail: str, **headers):
+    response = api.create_response(request, {"error": code, "detail": detail}, status=status)
+    for name, value in headers.items():
+        response[name.replace("_", "-")] = value
+    return response
+
+
+LIBRARY_ERRORS = [
+    (ValueTooLargeError, 413, "too_large"),
+    (InvalidInputError, 400, "invalid_input"),
+    (AccessDeniedError, 403, "forbidden"),
+    (NotFoundError, 404, "not_found"),
+    (ConflictError, 409, "conflict"),
+]
+for _exc, _status, _code in LIBRARY_ERRORS:
+    api.add_exception_handler(_exc, lambda request, exc, status=_status, code=_code: error(request, status, code, str(exc)))
+
+
+@api.exception_handler(MemoryUnavailableError)
+def _unavailable(request, exc):
+    return error(request, 503, "memory_unavailable", str(exc), Retry_After="1")
+
+
+@api.exception_handler(library.LibraryUnavailableError)
+def _library_unavailable(request, exc):
+    return error(request, 503, "library_unavailable", str(exc), Retry_After="1")
+
+
+@api.exception_handler(ValidationError)
+def _validation(request, exc):
+    problems = "; ".join(
+        f"{'.'.join(str(p) for p in e.get('loc', ())[1:]) or 'body'}: {e.get('msg')}" for e in exc.errors)
+    return error(request, 400, "invalid_input", problems or "invalid request")
+
+
+@api.exception_handler(AuthenticationError)
+def _unauthorized(request, exc):
+    return error(request, 401, "unauthorized", "send a valid agent token: 'Authorization: Bearer <token>'",
+                 WWW_Authenticate="Bearer")
+
+
+@api.exception_handler(RequestDataTooBig)
+def _too_big(request, exc):
+    return error(request, 413, "too_large", f"the request body is over {settings.DATA_UPLOAD_MAX_MEMORY_SIZE:,} bytes")
+
+
+@api.exception_handler(HttpError)
+def _http_error(request, exc):
+    code = {400: "invalid_input", 404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "error")
+    return error(request, exc.status_code, code, str(exc))
+
+
+@api.exception_handler(Http404)
+def _not_found(request, exc):
+    return error(request, 404, "not_found", str(exc) or "not found")
+
+
+def coordinator(request) -> AgentCoordinator:
+    creds = request.auth
+    return AgentCoordinator(get_memory(), creds.team_id, creds)
+
+
+def task_out(task: AgentTask) -> dict:
+    return {**task.to_dict(), "lease_token": task.lease_token}
+
+
+# -- health and stats -------------------------------------------------------------------------------
+
+
+@api.get("/health", auth=None, response={200: dict, 503: s.Error}, tags=["health"])
+async def health(request):
+    """Memory mode and whether Redis answers. No token needed."""
+    memory = get_memory()
+    reachable = await in_thread(check_redis_connection, memory)
+    if memory.mode != "mock" and not reachable:
+        return error(request, 503, "memory_unavailable", "Redis does not answer", Retry_After="1")
+    return {"status": "ok", "memory_mode": memory.mode, "redis_reachable": reachable}
+
+
+@api.get("/stats", response={200: dict, **ERRORS}, tags=["health"])
+async def stats(request):
+    return await in_thread(get_memory().get_stats)
+
+
+# -- working memory -------------------------------------------------------------------------------
+
+
+@api.put("/memory/{key}", response={200: s.MemoryOut, **ERRORS}, tags=["memory"])
+async def put_memory(request, key: str, body: s.MemoryIn):
+    """Stash a JSON value under the caller's own ``key``."""
+    await in_thread(get_memory().stash, request.auth, key, body.value, body.ttl)
+    return {"key": key, "agent_id": request.auth.agent_id, "value": body.value}
+
+
+@api.get("/memory/{key}", response={200: s.MemoryOut, **ERRORS}, tags=["memory"])
+async def get_memory_value(request, key: str, agent_id: Optional[str] = None):
+    """The caller's value for ``key``, or another agent's with ``?agent_id=``."""
+    owner = agent_id or request.auth.agent_id
+    value = await in_thread(get_memory().retrieve, request.auth, key, owner)
+    if value is None:
+        raise NotFoundError(f"agent {owner} has no value under {key}")
+    return {"key": key, "agent_id": owner, "value": value}
+
+
+@api.delete("/memory/{key}", response={204: None, **ERRORS}, tags=["memory"])
+async def delete_memory(request, key: str):
+    if not await in_thread(get_memory().forget, request.auth, key):
+        raise NotFoundError(f"you have no value under {key}")
+    return 204, None
+
+
+# -- agents ---------------------------------------------------------------------------------------
+
+
+@api.post("/agents/register", response={200: dict, **ERRORS}, tags=["agents"])
+async def register(request, body: s.RegisterIn):
+    """Register the caller with the task types it can do."""
+    await in_thread(coordinator(request).register_agent, request.auth.agent_id, body.capabilities)
+    return {"agent_id": request.auth.agent_id, "team_id": request.auth.team_id, "capabilities": body.capabilities}
+
+
+@api.post("/agents/heartbeat", response={200: dict, **ERRORS}, tags=["agents"])
+async def heartbeat(request, body: Optional[s.HeartbeatIn] = None):
+    """Mark the caller alive and renew every lease it holds."""
+    lease = body.lease_seconds if body else None
+    renewed = await in_thread(coordinator(request).heartbeat, request.auth.agent_id, lease)
+    return {"agent_id": request.auth.agent_id, "leases_renewed": renewed}
+
+
+@api.get("/agents", response={200: list[dict], **ERRORS}, tags=["agents"])
+async def agents(request):
+    return await in_thread(coordinator(request).get_agents)
+
+
+# -- tasks ----------------------------------------------------------------------------------------
+
+
+@api.post("/tasks", response={201: s.AddedOut, **ERRORS}, tags=["tasks"])
+async def add_tasks(request, body: Union[s.TaskIn, list[s.TaskIn]]):
+    """Add one task or a batch. Ids that exist already are listed in ``existing`` (409 for a single task)."""
+    items = body if isinstance(body, list) else [body]
+    if not items or len(items) > 1000:
+        raise InvalidInputError("send 1 to 1000 tasks")
+    tasks = [AgentTask(**item.dict()) for item in items]
+    flags = await in_thread(coordinator(request).add_tasks, tasks)
+    if not isinstance(body, list) and not flags[0]:
+        raise ConflictError(f"task {tasks[0].task_id} already exists")
+    return 201, {"added": [t.task_id for t, f in zip(tasks, flags) if f],
+                 "existing": [t.task_id for t, f in zip(tasks, flags) if not f]}
+
+
+@api.post("/tasks/claim", response={200: s.TaskOut, 204: None, **ERRORS}, tags=["tasks"])
+async def claim(request, body: Optional[s.ClaimIn] = None):
+    """Claim the best pending task (of ``task_type``, or of the caller's capabilities). 204 if none."""
+    body = body or s.ClaimIn()
+    task = await in_thread(coordinator(request).claim_task, request.auth.agent_id, body.task_type,
+                           lease_seconds=body.lease_seconds)
+    if task is None:
+        return 204, None
+    return task_out(task)
+
+
+@api.post("/tasks/{task_id}/complete", response={200: dict, **ERRORS}, tags=["tasks"])
+async def complete(request, task_id: str, body: s.CompleteIn):
+    """Complete a task the caller holds (409 if it does not, or its lease expired)."""
+    await in_thread(coordinator(request).complete_task, task_id, body.result, request.auth.agent_id,
+                    lease_token=body.lease_token)
+    return {"task_id": task_id, "status": "completed"}
+
+
+@api.post("/tasks/{task_id}/fail", response={200: dict, **ERRORS}, tags=["tasks"])
+async def fail(request, task_id: str, body: s.FailIn):
+    status = await in_thread(coordinator(request).fail_task, task_id, body.reason, request.auth.agent_id,
+                             retry=body.retry, lease_token=body.lease_token)
+    return {"task_id": task_id, "status": status}
+
+
+@api.post("/tasks/{task_id}/heartbeat", response={200: dict, **ERRORS}, tags=["tasks"])
+async def extend(request, task_id: str, body: Optional[s.LeaseIn] = None):
+    """Extend the lease on a task the caller holds."""
+    body = body or s.LeaseIn()
+    expires = await in_thread(coordinator(request).extend_lease, task_id, request.auth.agent_id,
+                              lease_seconds=body.lease_seconds, lease_token=body.lease_token)
+    return {"task_id": task_id, "lease_expires_at": expires}
+
+
+@api.get("/tasks", response={200: list[s.TaskOut], **ERRORS}, tags=["tasks"])
+async def list_tasks(request, status: str = "pending", limit: int = 100):
+    tasks = await in_thread(coordinator(request).list_tasks, status, limit)
+    return [task_out(t) for t in tasks]
+
+
+@api.get("/tasks/{task_id}", response={200: s.TaskOut, **ERRORS}, tags=["tasks"])
+async def get_task(request, task_id: str):
+    task = await in_thread(coordinator(request).get_task, task_id)
+    if task is None:
+        raise NotFoundError(f"no task {task_id} in team {request.auth.team_id}")
+    return task_out(task)
+
+
+@api.get("/results", response={200: dict, **ERRORS}, tags=["tasks"])
+async def results(request):
+    """Exact totals: ``total_completed``, ``by_agent``, ``by_type``, failures."""
+    return await in_thread(coordinator(request).aggregate_results)
+
+
+# -- signals --------------------------------------------------------------------------------------
+
+
+@api.post("/signals", response={201: dict, **ERRORS}, tags=["signals"])
+async def send(request, body: s.SignalIn):
+    """Send to ``target_agent``, or broadcast to the team when it is null."""
+    signal_id = await in_thread(get_memory().send_signal, request.auth, body.signal_type, body.data, body.target_agent)
+    return 201, {"id": signal_id}
+
+
+@api.get("/signals", response={200: list[s.SignalOut], **ERRORS}, tags=["signals"])
+async def receive(request, type: Optional[str] = None, wait: float = Query(0, ge=0, le=MAX_WAIT)):
+    """Signals not received yet (targeted and broadcast), oldest first; ``wait`` seconds long-polls."""
+    memory = get_memory()
+    if not wait:
+        return await in_thread(memory.receive_signals, request.auth, type)
+    loop = asyncio.get_running_loop()
+    return await loop.run_in_executor(_long_polls, partial(memory.receive_signals, request.auth, type, wait=wait))
+
+
+# -- sessions -------------------------------------------------------------------------------------
+
+
+def _session(request, session_id: str, purpose: str = "") -> TeamSession:
+    return TeamSession(get_memory(), session_id, purpose, team_id=request.auth.team_id, credentials=request.auth)
+
+
+async def _session_info(request, session_id: str) -> dict:
+    info = await in_thread(get_session_info, get_memory(), request.auth.team_id, session_id)
+    if not info:
+        raise NotFoundError(f"no session {session_id} in team {request.auth.team_id}")
+    return info
+
+
+@api.post("/sessions", response={200: s.SessionOut, 201: s.SessionOut, **ERRORS}, tags=["sessions"])
+async def open_session(request, body: s.SessionIn):
+    """Create a session (201), or open the existing one with that id (200)."""
+    request.auth.require(request.auth.tier.CONTRIBUTOR, "open a session")
+    session = await in_thread(_session, request, body.session_id, body.purpose)
+    return (201 if session.created else 200), await _session_info(request, body.session_id)
+
+
+@api.post("/sessions/{session_id}/join", response={200: s.SessionOut, **ERRORS}, tags=["sessions"])
+async def join(request, session_id: str):
+    await _session_info(request, session_id)
+    await in_thread(lambda: _session(request, session_id).add_agent(request.auth.agent_id))
+    return await _session_info(request, session_id)
+
+
+@api.put("/sessions/{session_id}/context/{key}", response={200: s.ContextOut, **ERRORS}, tags=["sessions"])
+async def share(request, session_id: str, key: str, body: s.ValueIn):
+    await _session_info(request, session_id)
+    await in_thread(lambda: _session(request, session_id).share(key, body.value))
+    return {"key": key, "value": body.value}
+
+
+@api.get("/sessions/{session_id}/context/{key}", response={200: s.ContextOut, **ERRORS}, tags=["sessions"])
+async def shared(request, session_id: str, key: str):
+    await _session_info(request, session_id)
+    missing = object()
+    value = await in_thread(lambda: _session(request, session_id).get(key, missing))
+    if value is missing:
+        raise NotFoundError(f"session {session_id} has no context {key}")
+    return {"key": key, "value": value}
+
+
+@api.get("/sessions/{session_id}", response={200: s.SessionOut, **ERRORS}, tags=["sessions"])
+async def session_info(request, session_id: str):
+    return await _session_info(request, session_id)
+
+
+# -- patterns -------------------------------------------------------------------------------------
+
+
+@api.post("/patterns/staged", response={201: s.StagedOut, 200: s.StagedOut, **ERRORS}, tags=["patterns"])
+async def stage(request, body: s.PatternIn):
+    """Stage a pattern for validation, as the caller (201 new, 200 updated)."""
+    pattern = StagedPattern(agent_id=request.auth.agent_id, **body.dict())
+    created = await in_thread(get_memory().stage_pattern, request.auth, pattern)
+    return (201 if created else 200), pattern.to_dict()
+
+
+@api.get("/patterns/staged", response={200: list[s.StagedOut], **ERRORS}, tags=["patterns"])
+async def staged(request):
+    """Patterns awaiting validation, oldest first; ``rediscovery_of`` names a library pattern with the same content."""
+    patterns = await in_thread(get_memory().get_staged_patterns, request.auth)
+    again = await sync_to_async(library.rediscoveries)(request.auth.team_id, patterns)
+    return [{**p.to_dict(), "rediscovery_of": again.get(p.pattern_id)} for p in patterns]
+
+
+@api.post("/patterns/staged/{pattern_id}/promote", response={200: s.LibraryOut, **ERRORS}, tags=["patterns"])
+async def promote(request, pattern_id: str, body: Optional[s.PromoteIn] = None):
+    """Promote into the library (validators; exactly once)."""
+    return await sync_to_async(library.promote)(get_memory(), request.auth, pattern_id, body.note if body else "")
+
+
+@api.post("/patterns/staged/{pattern_id}/reject", response={200: s.DecisionOut, **ERRORS}, tags=["patterns"])
+async def reject(request, pattern_id: str, body: s.RejectIn):
+    """Reject with a reason (validators; exactly once)."""
+    return await sync_to_async(library.reject)(get_memory(), request.auth, pattern_id, body.reason)
+
+
+@api.get("/patterns/library", response={200: list[s.LibraryOut], **ERRORS}, tags=["patterns"])
+async def search_library(request, q: str = Query("", max_length=200), type: str = Query("", max_length=128)):
+    """Search approved patterns by text and type; each look-up counts toward the reuse rate."""
+    return await sync_to_async(library.search)(request.auth.team_id, q, type)
+
+
+# -- collaboration state --------------------------------------------------------------------------
+
+
+@api.put("/state/{session_id}", response={200: s.StateOut, **ERRORS}, tags=["state"])
+async def put_state(request, session_id: str, body: s.StateIn):
+    await in_thread(get_memory().persist_state, request.auth, session_id, body.state)
+    return {"session_id": session_id, "state": body.state}
+
+
+@api.get("/state/{session_id}", response={200: s.StateOut, **ERRORS}, tags=["state"])
+async def get_state(request, session_id: str):
+    state = await in_thread(get_memory().restore_state, request.auth, session_id)
+    if state is None:
+        raise NotFoundError(f"no collaboration state of {request.auth.agent_id} for session {session_id}")
+    return {"session_id": session_id, "state": state}

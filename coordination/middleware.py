@@ -1,0 +1,54 @@
+"""Keep every ``/api/`` answer JSON: Django's own 404/405/500 pages become ``{"error", "detail"}``."""
+
+
+import logging
+
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction
+from django.http import JsonResponse
+
+log = logging.getLogger("coordination.api")
+
+CODES = {400: "invalid_input", 403: "forbidden", 404: "not_found", 405: "method_not_allowed", 413: "too_large",
+         500: "server_error"}
+
+
+def _jsonify(request, response):
+    if not request.path.startswith("/api/") or response.status_code < 400:
+        return response
+    if response.get("Content-Type", "").startswith("application/json"):
+        return response
+    status = response.status_code
+    detail = {404: f"no endpoint at {request.path}", 405: f"{request.method} is not allowed on {request.path}",
+              500: "internal error; it has been logged"}.get(status, response.reason_phrase)
+    fixed = JsonResponse({"error": CODES.get(status, "error"), "detail": detail}, status=status)
+    for header in ("Allow", "Retry-After", "WWW-Authenticate"):
+        if header in response:
+            fixed[header] = response[header]
+    return fixed
+
+
+class ApiJsonErrorsMiddleware:
+    sync_capable = True
+    async_capable = True
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+        if iscoroutinefunction(get_response):
+            markcoroutinefunction(self)
+
+    def __call__(self, request):
+        if iscoroutinefunction(self):
+            return self.__acall__(request)
+        return _jsonify(request, self.get_response(request))
+
+    async def __acall__(self, request):
+        return _jsonify(request, await self.get_response(request))
+
+    def process_exception(self, request, exception):
+        if request.path.startswith("/api/"):
+            log.exception("unhandled error on %s %s", request.method, request.path)
+            return JsonResponse({"error": "server_error", "detail": "internal error; it has been logged"}, status=500)
+        return None
+
+
+

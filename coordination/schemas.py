@@ -1,0 +1,187 @@
+"""Request and response bodies of the agent API. Names mirror the library's."""
+
+from typing import Any, Optional
+
+from ninja import Field, Schema
+
+
+class Error(Schema):
+    error: str = Field(description="machine-readable code")
+    detail: str = Field(description="what went wrong and what to fix")
+
+
+class MemoryIn(Schema):
+    value: Any = Field(description="any JSON value")
+    ttl: Optional[float] = Field(None, description="seconds; default one hour")
+
+
+class MemoryOut(Schema):
+    key: str
+    agent_id: str
+    value: Any
+
+
+class RegisterIn(Schema):
+    capabilities: list[str] = Field(default_factory=list, description="task types this agent can do")
+
+
+class HeartbeatIn(Schema):
+    lease_seconds: Optional[float] = None
+
+
+class TaskIn(Schema):
+    task_id: str
+    task_type: str
+    description: str = ""
+    priority: int = 5
+    context: dict[str, Any] = Field(default_factory=dict)
+    max_attempts: Optional[int] = None
+
+
+class TaskOut(Schema):
+    task_id: str
+    task_type: str
+    description: str
+    priority: int
+    context: dict[str, Any]
+    status: str
+    assigned_to: Optional[str]
+    attempts: int
+    max_attempts: Optional[int]
+    lease_expires_at: Optional[float]
+    lease_token: str
+    created_at: Optional[float]
+    created_by: Optional[str]
+    claimed_at: Optional[float]
+    finished_at: Optional[float]
+    result: Any
+    reason: Optional[str]
+
+
+class AddedOut(Schema):
+    added: list[str]
+    existing: list[str]
+
+
+class ClaimIn(Schema):
+    task_type: Optional[str] = None
+    lease_seconds: Optional[float] = None
+
+
+class CompleteIn(Schema):
+    result: Any = Field(default_factory=dict)
+    lease_token: Optional[str] = None
+
+
+class FailIn(Schema):
+    reason: str
+    retry: bool = False
+    lease_token: Optional[str] = None
+
+
+class LeaseIn(Schema):
+    lease_seconds: Optional[float] = None
+    lease_token: Optional[str] = None
+
+
+class SignalIn(Schema):
+    signal_type: str
+    data: Any = Field(default_factory=dict)
+    target_agent: Optional[str] = None
+
+
+class SignalOut(Schema):
+    id: str
+    sender: Optional[str]
+    signal_type: Optional[str]
+    data: Any
+    target: Optional[str]
+    sent_at: Optional[float]
+    seq: int
+
+
+class SessionIn(Schema):
+    session_id: str
+    purpose: str = ""
+
+
+class SessionOut(Schema):
+    session_id: str
+    team_id: str
+    purpose: str
+    created_by: Optional[str]
+    created_at: Optional[float]
+    last_activity: Optional[float]
+    participants: list[str]
+    context_keys: list[str]
+
+
+class ValueIn(Schema):
+    value: Any
+
+
+class ContextOut(Schema):
+    key: str
+    value: Any
+
+
+class PatternIn(Schema):
+    pattern_id: str
+    pattern_type: str
+    name: str
+    description: str = ""
+    confidence: float = 0.5
+    code: Optional[str] = None
+    context: dict[str, Any] = Field(default_factory=dict)
+
+
+class StagedOut(Schema):
+    pattern_id: str
+    agent_id: str
+    pattern_type: str
+    name: str
+    description: str
+    confidence: float
+    code: Optional[str]
+    context: dict[str, Any]
+    staged_at: Optional[float]
+    rediscovery_of: Optional[str] = None
+
+
+class PromoteIn(Schema):
+    note: str = ""
+
+
+class RejectIn(Schema):
+    reason: str
+
+
+class LibraryOut(Schema):
+    pattern_id: str
+    pattern_type: str
+    name: str
+    description: str
+    code: str
+    confidence: float
+    context: dict[str, Any]
+    discovered_by: str
+    promoted_by: str
+    promoted_at: Any
+    reuse_count: int
+
+
+class DecisionOut(Schema):
+    pattern_id: str
+    decision: str
+    decided_by: str
+    decided_at: Any
+    note: str
+
+
+class StateIn(Schema):
+    state: dict[str, Any]
+
+
+class StateOut(Schema):
+    session_id: str
+    state: dict[str, Any]
