@@ -1,4 +1,5 @@
-"""Keep every ``/api/`` answer JSON: Django's own 404/405/500 pages become ``{"error", "detail"}``."""
+"""The API's own middleware: every ``/api/`` answer is JSON (Django's 404/405/500 pages become
+``{"error", "detail"}``) and carries the security headers. Natively async: no thread hops."""
 
 
 import logging
@@ -12,15 +13,24 @@ CODES = {400: "invalid_input", 403: "forbidden", 404: "not_found", 405: "method_
          500: "server_error"}
 
 
+SECURITY_HEADERS = {"X-Content-Type-Options": "nosniff", "Referrer-Policy": "same-origin",
+                    "X-Frame-Options": "DENY", "Cache-Control": "no-store"}
+
+
 def _jsonify(request, response):
-    if not request.path.startswith("/api/") or response.status_code < 400:
+    if not request.path.startswith("/api/"):
+        return response
+    for name, value in SECURITY_HEADERS.items():
+        response.headers.setdefault(name, value)
+    if response.status_code < 400:
         return response
     if response.get("Content-Type", "").startswith("application/json"):
         return response
     status = response.status_code
     detail = {404: f"no endpoint at {request.path}", 405: f"{request.method} is not allowed on {request.path}",
               500: "internal error; it has been logged"}.get(status, response.reason_phrase)
-    fixed = JsonResponse({"error": CODES.get(status, "error"), "detail": detail}, status=status)
+    fixed = JsonResponse({"error": CODES.get(status, "error"), "detail": detail}, status=status,
+                         headers=SECURITY_HEADERS)
     for header in ("Allow", "Retry-After", "WWW-Authenticate"):
         if header in response:
             fixed[header] = response[header]

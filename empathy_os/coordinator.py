@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 from .codec import decode_json, ms_to_seconds, positive_seconds
 from .defaults import DEFAULT_TEAM, MAX_PRIORITY, MIN_PRIORITY, REAP_BATCH
@@ -58,11 +58,14 @@ class AgentTask:
         return str(self.attempts)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """The fields as a dict (a shallow copy: ``context`` and ``result`` are shared)."""
+        return dict(self.__dict__)
 
     @classmethod
     def from_hash(cls, h: dict) -> "AgentTask":
-        return cls(
+        """Build a task from its Redis hash (validated when it was added, so not again here)."""
+        task = cls.__new__(cls)
+        task.__dict__.update(
             task_id=h["task_id"], task_type=h["task_type"], description=h.get("description", ""),
             priority=int(h.get("priority", 5)), context=decode_json(h.get("context")) or {},
             max_attempts=int(h["max_attempts"]) if h.get("max_attempts") else None,
@@ -72,6 +75,7 @@ class AgentTask:
             claimed_at=ms_to_seconds(h.get("claimed_at")), finished_at=ms_to_seconds(h.get("finished_at")),
             result=decode_json(h.get("result")), reason=h.get("reason") or None,
         )
+        return task
 
 
 def _flat_to_dict(flat) -> dict:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 from .codec import decode_json, ms_to_seconds
 from .exceptions import InvalidInputError
@@ -68,7 +68,8 @@ class StagedPattern:
         return hashlib.sha256(f"{self.pattern_type}\n{normal}".encode()).hexdigest()
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """The fields as a dict (a shallow copy: ``context`` and ``interests`` are shared)."""
+        return dict(self.__dict__)
 
     @classmethod
     def from_dict(cls, data: dict) -> "StagedPattern":

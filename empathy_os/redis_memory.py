@@ -14,7 +14,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import redis
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import ResponseError
+from redis.exceptions import NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from . import defaults
@@ -22,7 +22,15 @@ from .codec import decode_json, encode_json, ms_to_seconds, positive_seconds
 from .defaults import Config
 from .exceptions import InvalidInputError, MemoryUnavailableError
 from .keys import TeamKeys, teams_key, validate_id
-from .scripts import Scripts, translate_error
+from .patterns import (
+    create_conflict_context,
+    get_staged_patterns,
+    promote_pattern,
+    reject_pattern,
+    resolve_conflict,
+    stage_pattern,
+)
+from .scripts import SCRIPTS, translate_error
 from .tiers import AccessTier, AgentCredentials
 
 log = logging.getLogger("empathy_os")
@@ -92,7 +100,7 @@ class RedisShortTermMemory:
         self.client = client
         self.url = redact_url(url) if url else None
         self.mode = self._detect_mode(client)
-        self.scripts = Scripts(client)
+        self._evalsha = client.evalsha
         self._teams: dict[str, TeamKeys] = {}
         self._known_teams: set[str] = set()
 
@@ -120,11 +128,15 @@ class RedisShortTermMemory:
         """Run one script for a team: the single round trip behind every state change."""
         if team.team not in self._known_teams:
             self._register_team(team.team)
+        code = SCRIPTS[script]
         try:
-            return getattr(self.scripts, script)(
-                keys=(team.events, *keys),
-                args=(team.team, self.config.event_stream_maxlen, team.base, *args),
-            )
+            try:
+                return self._evalsha(code.sha, len(keys) + 1, team.events, *keys,
+                                     team.team, self.config.event_stream_maxlen, team.base, *args)
+            except NoScriptError:  # first use on this server (or after a restart / SCRIPT FLUSH)
+                self.client.script_load(code.source)
+                return self._evalsha(code.sha, len(keys) + 1, team.events, *keys,
+                                     team.team, self.config.event_stream_maxlen, team.base, *args)
         except ResponseError as exc:
             raise translate_error(exc) from None
         except UNAVAILABLE as exc:
@@ -276,33 +288,21 @@ class RedisShortTermMemory:
     # -- patterns and conflicts (see patterns.py) ------------------------------------------------------
 
     def stage_pattern(self, credentials, pattern):
-        from .patterns import stage_pattern
-
         return stage_pattern(self, credentials, pattern)
 
     def get_staged_patterns(self, credentials, limit: int = 1000):
-        from .patterns import get_staged_patterns
-
         return get_staged_patterns(self, credentials, limit)
 
     def promote_pattern(self, credentials, pattern_id: str, note: str = ""):
-        from .patterns import promote_pattern
-
         return promote_pattern(self, credentials, pattern_id, note)
 
     def reject_pattern(self, credentials, pattern_id: str, reason: str):
-        from .patterns import reject_pattern
-
         return reject_pattern(self, credentials, pattern_id, reason)
 
     def create_conflict_context(self, credentials, conflict_id: str, positions: dict, **details):
-        from .patterns import create_conflict_context
-
         return create_conflict_context(self, credentials, conflict_id, positions, **details)
 
     def resolve_conflict(self, credentials, conflict_id: str, resolution):
-        from .patterns import resolve_conflict
-
         return resolve_conflict(self, credentials, conflict_id, resolution)
 
     # -- events and stats -----------------------------------------------------------------------------

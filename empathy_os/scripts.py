@@ -8,6 +8,7 @@ that :func:`translate_error` maps to the library's exceptions.
 
 from __future__ import annotations
 
+import hashlib
 from functools import lru_cache
 from pathlib import Path
 
@@ -66,12 +67,18 @@ def source(name: str) -> str:
     return "\n".join(parts)
 
 
-class Scripts:
-    """The registered scripts of one client, as attributes: ``scripts.task_claim(keys=..., args=...)``."""
+class Script:
+    """A script's source and SHA-1: called with EVALSHA, loaded (SCRIPT LOAD) only when Redis lacks it."""
 
-    def __init__(self, client):
-        for name in SCRIPT_NAMES:
-            setattr(self, name, client.register_script(source(name)))
+    __slots__ = ("name", "source", "sha")
+
+    def __init__(self, name: str):
+        self.name = name
+        self.source = source(name)
+        self.sha = hashlib.sha1(self.source.encode()).hexdigest()
+
+
+SCRIPTS = {name: Script(name) for name in SCRIPT_NAMES}
 
 
 def translate_error(exc: ResponseError) -> Exception:

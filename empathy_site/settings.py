@@ -70,6 +70,9 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 
+#: The API's middleware (see empathy_site/asgi.py): natively async, so no thread hops.
+API_MIDDLEWARE = ["coordination.middleware.ApiJsonErrorsMiddleware"]
+
 ROOT_URLCONF = "empathy_site.urls"
 ASGI_APPLICATION = "empathy_site.asgi.application"
 

@@ -15,8 +15,7 @@ local function leases_key(agent) return BASE .. 'agent:' .. agent .. ':leases' e
 local function log_task(id, entry)
     entry.at = NOW
     local key = task_key(id) .. ':log'
-    redis.call('RPUSH', key, cjson.encode(entry))
-    redis.call('LTRIM', key, -50, -1)
+    if redis.call('RPUSH', key, cjson.encode(entry)) > 50 then redis.call('LTRIM', key, -50, -1) end
 end
 
 local function drop_task(id)

@@ -1,0 +1,66 @@
+"""The real ASGI entry point: API requests take the lean stack, and still answer JSON with headers."""
+
+import json
+
+import pytest
+from asgiref.testing import ApplicationCommunicator
+
+from coordination import memory as site_memory
+from empathy_site.asgi import application
+
+
+@pytest.fixture
+def on_memory(memory):
+    previous = site_memory._memory
+    site_memory.set_memory(memory)
+    yield memory
+    site_memory.set_memory(previous)
+
+
+async def call(method, path, body=b"", headers=()):
+    """One request through the real ASGI application, ending with the client's disconnect."""
+    scope = {"type": "http", "http_version": "1.1", "method": method, "path": path, "raw_path": path.encode(),
+             "query_string": b"", "scheme": "http", "server": ("localhost", 80), "client": ("127.0.0.1", 50000),
+             "headers": [(b"host", b"localhost"), *headers]}
+    app = ApplicationCommunicator(application, scope)
+    await app.send_input({"type": "http.request", "body": body, "more_body": False})
+    start = await app.receive_output(5)
+    body_parts = []
+    while True:
+        message = await app.receive_output(5)
+        body_parts.append(message.get("body", b""))
+        if not message.get("more_body"):
+            break
+    await app.send_input({"type": "http.disconnect"})
+    await app.wait(5)
+    return {"status": start["status"], "headers": start["headers"], "body": b"".join(body_parts)}
+
+
+async def test_it_answers_health_as_json_with_security_headers(on_memory):
+    response = await call("GET", "/api/v1/health")
+    assert response["status"] == 200
+    assert json.loads(response["body"])["memory_mode"] == on_memory.mode
+    headers = {k.decode().lower(): v.decode() for k, v in response["headers"]}
+    assert headers["x-content-type-options"] == "nosniff"
+    assert headers["x-frame-options"] == "DENY"
+
+
+@pytest.mark.parametrize("method,path,status,code", [
+    ("GET", "/api/v1/no-such-endpoint", 404, "not_found"),
+    ("DELETE", "/api/v1/health", 405, "method_not_allowed"),
+    ("GET", "/api/v1/stats", 401, "unauthorized"),
+])
+async def test_it_keeps_errors_json_on_the_lean_stack(on_memory, method, path, status, code):
+    response = await call(method, path)
+    assert response["status"] == status
+    body = json.loads(response["body"])
+    assert body["error"] == code and body["detail"]
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_it_serves_the_site_with_the_full_stack(on_memory):
+    response = await call("GET", "/")
+    assert response["status"] == 200
+    headers = {k.decode().lower(): v.decode() for k, v in response["headers"]}
+    assert headers["x-frame-options"] == "DENY"
+    assert b'id="memory-mode"' in response["body"]
