@@ -22,11 +22,13 @@ local function drop_task(id)
     redis.call('DEL', task_key(id), task_key(id) .. ':log')
 end
 
--- Index a finished task in `zkey`, give its record a TTL, trim the index by age and by count.
-local function finish(id, zkey)
+-- Index a finished task in `zkey` and give its record a TTL. Every 16th finish (`n` counts them)
+-- also trims the index by age and by count, so the count limit may be passed by up to 15.
+local function finish(id, zkey, n)
     redis.call('ZADD', zkey, NOW_S, id)
     redis.call('EXPIRE', task_key(id), RETAIN_S)
     redis.call('EXPIRE', task_key(id) .. ':log', RETAIN_S)
+    if n % 16 ~= 0 then return end
     local old = redis.call('ZRANGEBYSCORE', zkey, '-inf', fmt(NOW - RETAIN_S * 1000), 'LIMIT', 0, 100)
     for _, old_id in ipairs(old) do
         drop_task(old_id)
@@ -61,10 +63,10 @@ local function release(id, t, why, retry)
     local reason = why
     if retry then reason = why .. ' (gave up after ' .. attempts .. ' of ' .. max .. ' attempts)' end
     redis.call('HSET', tkey, 'status', 'failed', 'lease_deadline', '', 'reason', reason, 'finished_at', NOW_S)
-    redis.call('HINCRBY', RESULTS, 'total_failed', 1)
+    local n = redis.call('HINCRBY', RESULTS, 'total_failed', 1)
     redis.call('HINCRBY', RESULTS, 'failed_type:' .. t.task_type, 1)
     log_task(id, {event = 'failed', agent = t.holder, attempt = attempts, reason = reason})
-    finish(id, BASE .. 'tasks:failed')
+    finish(id, BASE .. 'tasks:failed', n)
     emit('task.failed', 'task', id, 'agent', t.holder or '', 'task_type', t.task_type)
     return 'failed'
 end

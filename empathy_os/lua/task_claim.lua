@@ -28,11 +28,27 @@ if not best_id then return false end
 local tkey = task_key(best_id)
 redis.call('ZREM', BASE .. 'tasks:pending:' .. best_type, best_id)
 redis.call('ZREM', PENDING, best_id)
-local attempt = redis.call('HINCRBY', tkey, 'attempts', 1)
-local deadline = fmt(NOW + tonumber(ARGV[8]))
-redis.call('HSET', tkey, 'status', 'in_progress', 'holder', agent, 'lease_deadline', deadline, 'claimed_at', NOW_S)
+local flat = redis.call('HGETALL', tkey)
+local attempt, deadline = 1, fmt(NOW + tonumber(ARGV[8]))
+local changes = {status = 'in_progress', holder = agent, lease_deadline = deadline, claimed_at = NOW_S}
+for i = 1, #flat, 2 do
+    local field = flat[i]
+    if field == 'attempts' then
+        attempt = tonumber(flat[i + 1]) + 1
+        flat[i + 1] = tostring(attempt)
+    elseif changes[field] then
+        flat[i + 1] = changes[field]
+        changes[field] = nil
+    end
+end
+for field, value in pairs(changes) do
+    flat[#flat + 1] = field
+    flat[#flat + 1] = value
+end
+redis.call('HSET', tkey, 'attempts', attempt, 'status', 'in_progress', 'holder', agent,
+    'lease_deadline', deadline, 'claimed_at', NOW_S)
 redis.call('ZADD', LEASED, deadline, best_id)
 redis.call('SADD', leases_key(agent), best_id)
 log_task(best_id, {event = 'claimed', agent = agent, attempt = attempt})
 emit('task.claimed', 'task', best_id, 'agent', agent, 'task_type', best_type)
-return redis.call('HGETALL', tkey)
+return flat

@@ -8,11 +8,11 @@ if not t then return err end
 redis.call('HSET', task_key(id), 'status', 'completed', 'result', ARGV[10], 'finished_at', NOW_S, 'lease_deadline', '')
 redis.call('ZREM', LEASED, id)
 redis.call('SREM', leases_key(t.holder), id)
-redis.call('HINCRBY', RESULTS, 'total_completed', 1)
+local n = redis.call('HINCRBY', RESULTS, 'total_completed', 1)
 redis.call('HINCRBY', RESULTS, 'agent:' .. t.holder, 1)
 redis.call('HINCRBY', RESULTS, 'type:' .. t.task_type, 1)
 redis.call('HINCRBY', RESULTS, 'duration_ms', NOW - (t.claimed_at or NOW))
 log_task(id, {event = 'completed', agent = t.holder, attempt = tonumber(t.attempts)})
-finish(id, BASE .. 'tasks:completed')
+finish(id, BASE .. 'tasks:completed', n)
 emit('task.completed', 'task', id, 'agent', t.holder, 'task_type', t.task_type)
 return t.holder

@@ -223,12 +223,12 @@ def test_it_trims_finished_tasks_but_keeps_counters(memory_factory):
 
     memory = memory_factory(config=Config(finished_task_retention_count=3))
     coord = AgentCoordinator(memory, "t1")
-    coord.add_tasks([AgentTask(f"t{i}", "x") for i in range(10)])
-    for _ in range(10):
+    coord.add_tasks([AgentTask(f"t{i}", "x") for i in range(32)])
+    for _ in range(32):  # the trim runs on every 16th finish
         coord.complete_task(coord.claim_task("w", "x").task_id, {})
-    assert [t.task_id for t in coord.list_tasks("completed")] == ["t9", "t8", "t7"]
+    assert [t.task_id for t in coord.list_tasks("completed")] == ["t31", "t30", "t29"]
     assert coord.get_task("t0") is None
-    assert coord.aggregate_results()["total_completed"] == 10
+    assert coord.aggregate_results()["total_completed"] == 32
 
 
 def test_it_lists_registered_agents_with_capabilities(coord):
