@@ -18,6 +18,12 @@ class AccessTier(IntEnum):
     VALIDATOR = 3  #: promotes and rejects patterns, resolves conflicts
     STEWARD = 4  #: administers the team: registers agents, acts on behalf of any agent
 
+    def __str__(self) -> str:
+        return self.name.lower()
+
+    def __format__(self, spec: str) -> str:
+        return format(str(self), spec)
+
     @classmethod
     def parse(cls, value) -> "AccessTier":
         """Accept an ``AccessTier``, its number (1-4) or its name (case-insensitive)."""
