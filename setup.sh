@@ -5,9 +5,10 @@
 #   ./setup.sh run      set up, then start the site (http://127.0.0.1:8000/)
 #   ./setup.sh test     set up, then run the whole test suite (extra arguments go to pytest)
 #
-# Installs, only when missing: Debian packages redis-server and chromium (as root; otherwise it
+# Installs, only when missing: Debian packages redis-server, chromium and npm (as root; otherwise it
 # prints the apt-get command to run), the virtual environment .venv/ and the pinned Python packages
-# of requirements.txt (re-installed only when that file changes).
+# of requirements.txt, and the pinned front-end assets of package-lock.json (htmx and its WebSocket
+# extension, copied into static/vendor/). Each is re-installed only when its lock file changes.
 set -euo pipefail
 cd "$(dirname "$0")"
 ROOT=$(pwd)
@@ -21,6 +22,7 @@ die() { printf '\033[1;31m[setup]\033[0m %s\n' "$*" >&2; exit 1; }
 missing=()
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 { [ -x /usr/bin/chromium ] || command -v chromium >/dev/null 2>&1; } || missing+=(chromium)
+command -v npm >/dev/null 2>&1 || missing+=(npm)
 if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
         say "installing Debian packages: ${missing[*]} (once)"
@@ -48,7 +50,20 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
     echo "$want" > "$stamp"
 fi
 
-# 3. Database.
+# 3. Front-end assets (pinned in package-lock.json; never from a CDN).
+stamp_js="node_modules/.package-lock.sha256"
+want_js=$(sha256sum package-lock.json | cut -d' ' -f1)
+if [ ! -f "$stamp_js" ] || [ "$(cat "$stamp_js")" != "$want_js" ]; then
+    say "installing front-end assets from package-lock.json"
+    npm ci --no-audit --no-fund --silent || die "npm ci failed"
+    echo "$want_js" > "$stamp_js"
+fi
+mkdir -p static/vendor
+for asset in node_modules/htmx.org/dist/htmx.min.js node_modules/htmx-ext-ws/dist/ws.min.js; do
+    cmp -s "$asset" "static/vendor/$(basename "$asset")" || cp "$asset" static/vendor/
+done
+
+# 4. Database.
 mkdir -p var
 "$PY" manage.py migrate --noinput -v 0
 

@@ -375,18 +375,35 @@ def get_redis_memory(url: str | None = None, *, config: Config | None = None) ->
             ) from None
         log.info("empathy_os: %s mode at %s", memory.mode, memory.url)
         return memory
+    if not local_redis_answers():
+        log.info("empathy_os: mock mode (no Redis at %s)", redact_url(LOCAL_REDIS_URL))
+        return RedisShortTermMemory(use_mock=True, config=config)
+    memory = RedisShortTermMemory(LOCAL_REDIS_URL, config=config)
+    log.info("empathy_os: redis mode at %s", memory.url)
+    return memory
+
+
+def local_redis_answers() -> bool:
+    """Whether a Redis answers at ``LOCAL_REDIS_URL`` within ``PROBE_TIMEOUT_SECONDS``."""
     probe = redis.Redis.from_url(LOCAL_REDIS_URL, socket_timeout=defaults.PROBE_TIMEOUT_SECONDS,
                                  socket_connect_timeout=defaults.PROBE_TIMEOUT_SECONDS, decode_responses=True)
     try:
         probe.ping()
-    except (UNAVAILABLE + (ResponseError,)) as exc:
-        log.info("empathy_os: mock mode (no Redis at %s: %s)", redact_url(LOCAL_REDIS_URL), exc)
-        return RedisShortTermMemory(use_mock=True, config=config)
+        return True
+    except (UNAVAILABLE + (ResponseError,)):
+        return False
     finally:
         probe.close()
-    memory = RedisShortTermMemory(LOCAL_REDIS_URL, config=config)
-    log.info("empathy_os: redis mode at %s", memory.url)
-    return memory
+
+
+def resolve_redis_url() -> str | None:
+    """The Redis URL :func:`get_redis_memory` would use, or None for mock mode (no error raised)."""
+    if _env_flag("EMPATHY_REDIS_MOCK"):
+        return None
+    url = os.environ.get("REDIS_URL")
+    if url:
+        return url
+    return LOCAL_REDIS_URL if local_redis_answers() else None
 
 
 def check_redis_connection(memory: RedisShortTermMemory | None = None) -> bool:

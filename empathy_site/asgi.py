@@ -18,7 +18,11 @@ import django  # noqa: E402
 
 django.setup(set_prefix=False)
 
-from channels.routing import ProtocolTypeRouter  # noqa: E402
+from channels.auth import AuthMiddlewareStack  # noqa: E402
+from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
+
+from coordination.routing import websocket_urlpatterns  # noqa: E402
 
 
 class ApiASGIHandler(ASGIHandler):
@@ -42,4 +46,8 @@ async def http_app(scope, receive, send):
     await app(scope, receive, send)
 
 
-application = ProtocolTypeRouter({"http": http_app})
+application = ProtocolTypeRouter({
+    "http": http_app,
+    # Browsers only: the session cookie says who it is; a foreign Origin is refused before that.
+    "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
+})

@@ -125,6 +125,24 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
 #: Threads that serve signal long-polls (GET /api/v1/signals?wait=...).
 EMPATHY_LONG_POLL_THREADS = 64
 
+# Channel layer: channels-redis on the same Redis as the memory; in-memory in mock mode (then the
+# relay, the consumers and the demo all run in the one server process).
+from empathy_os.redis_memory import resolve_redis_url  # noqa: E402
+
+EMPATHY_REDIS_URL = resolve_redis_url()
+if EMPATHY_REDIS_URL and not EMPATHY_REDIS_URL.startswith("redis+cluster://"):
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels_redis.core.RedisChannelLayer",
+                                  "CONFIG": {"hosts": [EMPATHY_REDIS_URL], "prefix": "empathy-channels"}}}
+else:
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+
+#: Run the event relay inside each server process (off when `manage.py relay_events` runs apart).
+EMPATHY_EMBEDDED_RELAY = env_bool("EMPATHY_EMBEDDED_RELAY", True)
+
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "/"
+LOGOUT_REDIRECT_URL = "login"
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

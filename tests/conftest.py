@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
-import fakeredis
-import pytest
-import redis
+import os
 
-from empathy_os import RedisShortTermMemory
-from tests.support import RedisServer
+# The site under test never looks for the machine's Redis (port 6379): tests give it their own memory.
+os.environ.setdefault("EMPATHY_REDIS_MOCK", "1")
+
+import fakeredis  # noqa: E402
+import pytest  # noqa: E402
+import redis  # noqa: E402
+
+from empathy_os import RedisShortTermMemory  # noqa: E402
+from tests.support import RedisServer  # noqa: E402
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,103 @@
+"""Reading the teams' domain-event streams as a consumer group.
+
+Every state change appends an event to its team's stream in the same round trip (see the Lua
+scripts). Relays read those streams as members of one consumer group, so several relays (one per
+server process, or ``manage.py relay_events`` processes) share the work and no event is handed to
+two of them. An event a relay took but did not acknowledge (it died) is claimed by another after
+``claim_idle_ms``.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+
+from redis.exceptions import ResponseError
+
+from .redis_memory import UNAVAILABLE, RedisShortTermMemory
+
+
+class EventReader:
+    """One member of a consumer group over every team's events stream."""
+
+    def __init__(self, memory: RedisShortTermMemory, group: str = "relay", consumer: str | None = None, *,
+                 count: int = 200, teams_refresh_s: float = 2.0, claim_idle_ms: int = 30_000):
+        self.memory = memory
+        self.group = group
+        self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}"
+        self.count = count
+        self.teams_refresh_s = teams_refresh_s
+        self.claim_idle_ms = claim_idle_ms
+        self._streams: dict[str, str] = {}  # events key -> team id
+        self._teams_checked = 0.0
+        self._claimed_at = 0.0
+
+    def _refresh_teams(self) -> None:
+        now = time.monotonic()
+        if now - self._teams_checked < self.teams_refresh_s:
+            return
+        self._teams_checked = now
+        for team_id in self.memory.list_teams():
+            key = self.memory.team(team_id).events
+            if key in self._streams:
+                continue
+            try:  # new readers start with events after now: pages get a fresh snapshot anyway
+                self.memory.client.xgroup_create(key, self.group, id="$", mkstream=True)
+            except ResponseError as exc:
+                if "BUSYGROUP" not in str(exc):
+                    raise
+            self._streams[key] = team_id
+
+    def read(self, block_ms: int = 1000) -> list[tuple[str, str, dict]]:
+        """Up to ``count`` new events as ``(team, event id, fields)``; waits up to ``block_ms`` for one."""
+        try:
+            self._refresh_teams()
+            if not self._streams:
+                time.sleep(block_ms / 1000)
+                return []
+            out = self._claim_abandoned()
+            if self.memory.mode == "cluster":  # one slot per team: read them one by one, without blocking
+                replies = []
+                for key in self._streams:
+                    replies += self.memory.client.xreadgroup(self.group, self.consumer, {key: ">"}, count=self.count) or []
+                if not replies and not out:
+                    time.sleep(min(block_ms, 100) / 1000)
+            else:
+                replies = self.memory.client.xreadgroup(
+                    self.group, self.consumer, dict.fromkeys(self._streams, ">"), count=self.count,
+                    block=None if out else block_ms) or []
+        except UNAVAILABLE as exc:
+            raise self.memory._unavailable(exc) from None
+        except ResponseError as exc:
+            if "NOGROUP" in str(exc):  # the stream was deleted (e.g. a flushed Redis): create again
+                self._streams.clear()
+                self._teams_checked = 0.0
+                return []
+            raise
+        for key, entries in replies:
+            out += [(self._streams[key], entry_id, fields) for entry_id, fields in entries]
+        return out
+
+    def _claim_abandoned(self) -> list[tuple[str, str, dict]]:
+        now = time.monotonic()
+        if now - self._claimed_at < self.claim_idle_ms / 1000:
+            return []
+        self._claimed_at = now
+        out = []
+        for key, team_id in self._streams.items():
+            reply = self.memory.client.xautoclaim(key, self.group, self.consumer, self.claim_idle_ms, "0-0",
+                                                  count=self.count)
+            out += [(team_id, entry_id, fields) for entry_id, fields in reply[1] if fields]
+        return out
+
+    def ack(self, events) -> None:
+        """Acknowledge handled events (one XACK per team)."""
+        by_key: dict[str, list[str]] = {}
+        for team_id, entry_id, _ in events:
+            by_key.setdefault(self.memory.team(team_id).events, []).append(entry_id)
+        try:
+            for key, ids in by_key.items():
+                self.memory.client.xack(key, self.group, *ids)
+        except UNAVAILABLE as exc:
+            raise self.memory._unavailable(exc) from None
