@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
-from channels.utils import get_handler_name
+from channels.consumer import get_handler_name
 from django.template.loader import render_to_string
 
 from empathy_os import AccessTier, MemoryUnavailableError
