@@ -50,15 +50,11 @@ MOCK_TARGET_US = 1000.0
 VALUE = {"step": 3, "notes": "benchmark value", "scores": [0.25, 0.5, 0.75], "done": False}
 
 
-def _glob_escape(text: str) -> str:
-    return "".join("\\" + c if c in "*?[]\\" else c for c in text)
-
-
 def cleanup(memory: RedisShortTermMemory, team_id: str, batch: int = 500) -> int:
     """Delete every key of ``team_id`` (SCAN MATCH on its key base, UNLINK in batches) and drop the
     team from the team index. Never KEYS, FLUSHDB or FLUSHALL. Returns how many keys were deleted."""
     client, deleted, chunk = memory.client, 0, []
-    for key in client.scan_iter(match=_glob_escape(memory.team(team_id).base) + "*", count=batch):
+    for key in client.scan_iter(match=memory.team(team_id).match_all, count=batch):
         chunk.append(key)
         if len(chunk) >= batch:
             deleted += client.unlink(*chunk)
@@ -93,8 +89,7 @@ def run_bench(memory: RedisShortTermMemory, samples: int = DEFAULT_SAMPLES, *, w
     warmup = default_warmup(samples) if warmup is None else warmup
     team_id = f"bench-{uuid.uuid4().hex[:12]}"
     client = memory.client
-    base = memory.team(team_id).base
-    set_key, get_key = base + "baseline:set", base + "baseline:get"
+    set_key, get_key = memory.team(team_id).scratch("baseline-set"), memory.team(team_id).scratch("baseline-get")
     sender = EmpathyOS("bench-sender", memory, team_id=team_id)
     reader = EmpathyOS("bench-reader", memory, team_id=team_id)
     coordinator = AgentCoordinator(memory, team_id)

@@ -30,6 +30,7 @@ Layout (``P`` is the configured prefix, ``T`` a team id)::
     P:{team:T}:decision:<pattern>          STRING JSON promote/reject decision (TTL)
     P:{team:T}:state:<user>:<session>      STRING JSON collaboration state (TTL)
     P:{team:T}:conflict:<id>               STRING JSON conflict context (TTL)
+    P:{team:T}:scratch:<name>              STRING tools' own keys (the benchmark's raw SET/GET)
 
 Every team key carries the hash tag ``{team:T}``, so all keys one operation touches live in one
 Redis Cluster slot. Lua scripts derive per-task and per-type keys from :meth:`TeamKeys.base`
@@ -160,6 +161,14 @@ class TeamKeys:
 
     def conflict(self, conflict_id: str) -> str:
         return f"{self.base}conflict:{conflict_id}"
+
+    def scratch(self, name: str) -> str:
+        return f"{self.base}scratch:{name}"
+
+    @property
+    def match_all(self) -> str:
+        """A SCAN MATCH pattern for every key of the team (glob characters escaped)."""
+        return "".join("\\" + c if c in "*?[]\\" else c for c in self.base) + "*"
 
 
 def teams_key(prefix: str) -> str:
