@@ -16,7 +16,7 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.http import Http404
-from ninja import NinjaAPI, Query
+from ninja import NinjaAPI, Query, Status
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 from ninja.security import HttpBearer
 
@@ -169,7 +169,7 @@ async def get_memory_value(request, key: str, agent_id: Optional[str] = None):
 async def delete_memory(request, key: str):
     if not await in_thread(get_memory().forget, request.auth, key):
         raise NotFoundError(f"you have no value under {key}")
-    return 204, None
+    return Status(204, None)
 
 
 # -- agents ---------------------------------------------------------------------------------------
@@ -208,8 +208,8 @@ async def add_tasks(request, body: Union[s.TaskIn, list[s.TaskIn]]):
     flags = await in_thread(coordinator(request).add_tasks, tasks)
     if not isinstance(body, list) and not flags[0]:
         raise ConflictError(f"task {tasks[0].task_id} already exists")
-    return 201, {"added": [t.task_id for t, f in zip(tasks, flags) if f],
-                 "existing": [t.task_id for t, f in zip(tasks, flags) if not f]}
+    return Status(201, {"added": [t.task_id for t, f in zip(tasks, flags) if f],
+                        "existing": [t.task_id for t, f in zip(tasks, flags) if not f]})
 
 
 @api.post("/tasks/claim", response={200: s.TaskOut, 204: None, **ERRORS}, tags=["tasks"])
@@ -219,7 +219,7 @@ async def claim(request, body: Optional[s.ClaimIn] = None):
     task = await in_thread(coordinator(request).claim_task, request.auth.agent_id, body.task_type,
                            lease_seconds=body.lease_seconds)
     if task is None:
-        return 204, None
+        return Status(204, None)
     return task_out(task)
 
 
@@ -274,7 +274,7 @@ async def results(request):
 async def send(request, body: s.SignalIn):
     """Send to ``target_agent``, or broadcast to the team when it is null."""
     signal_id = await in_thread(get_memory().send_signal, request.auth, body.signal_type, body.data, body.target_agent)
-    return 201, {"id": signal_id}
+    return Status(201, {"id": signal_id})
 
 
 @api.get("/signals", response={200: list[s.SignalOut], **ERRORS}, tags=["signals"])
@@ -306,7 +306,7 @@ async def open_session(request, body: s.SessionIn):
     """Create a session (201), or open the existing one with that id (200)."""
     request.auth.require(request.auth.tier.CONTRIBUTOR, "open a session")
     session = await in_thread(_session, request, body.session_id, body.purpose)
-    return (201 if session.created else 200), await _session_info(request, body.session_id)
+    return Status(201 if session.created else 200, await _session_info(request, body.session_id))
 
 
 @api.post("/sessions/{session_id}/join", response={200: s.SessionOut, **ERRORS}, tags=["sessions"])
@@ -346,7 +346,7 @@ async def stage(request, body: s.PatternIn):
     """Stage a pattern for validation, as the caller (201 new, 200 updated)."""
     pattern = StagedPattern(agent_id=request.auth.agent_id, **body.dict())
     created = await in_thread(get_memory().stage_pattern, request.auth, pattern)
-    return (201 if created else 200), pattern.to_dict()
+    return Status(201 if created else 200, pattern.to_dict())
 
 
 @api.get("/patterns/staged", response={200: list[s.StagedOut], **ERRORS}, tags=["patterns"])

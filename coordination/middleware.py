@@ -5,7 +5,8 @@
 import logging
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
-from django.http import JsonResponse
+from django.core.exceptions import BadRequest, PermissionDenied, SuspiciousOperation
+from django.http import Http404, JsonResponse
 
 log = logging.getLogger("coordination.api")
 
@@ -55,6 +56,8 @@ class ApiJsonErrorsMiddleware:
         return _jsonify(request, await self.get_response(request))
 
     def process_exception(self, request, exception):
+        if isinstance(exception, (Http404, PermissionDenied, BadRequest, SuspiciousOperation)):
+            return None  # Django answers these with 404/403/400, which _jsonify turns into JSON
         if request.path.startswith("/api/"):
             log.exception("unhandled error on %s %s", request.method, request.path)
             return JsonResponse({"error": "server_error", "detail": "internal error; it has been logged"}, status=500)

@@ -1,8 +1,14 @@
 """Request and response bodies of the agent API. Names mirror the library's."""
 
-from typing import Any, Optional
+from typing import Annotated, Any, Optional
 
 from ninja import Field, Schema
+
+from empathy_os.keys import ID_PATTERN
+
+#: An id of the library (agent, task, type, session, pattern, key): documented in the OpenAPI schema.
+Id = Annotated[str, Field(pattern=f"^{ID_PATTERN.pattern}$", max_length=128,
+                          description="1-128 of A-Z a-z 0-9 _ . -, starting with a letter or digit")]
 
 
 class Error(Schema):
@@ -22,7 +28,7 @@ class MemoryOut(Schema):
 
 
 class RegisterIn(Schema):
-    capabilities: list[str] = Field(default_factory=list, description="task types this agent can do")
+    capabilities: list[Id] = Field(default_factory=list, description="task types this agent can do")
 
 
 class HeartbeatIn(Schema):
@@ -30,8 +36,8 @@ class HeartbeatIn(Schema):
 
 
 class TaskIn(Schema):
-    task_id: str
-    task_type: str
+    task_id: Id
+    task_type: Id
     description: str = ""
     priority: int = 5
     context: dict[str, Any] = Field(default_factory=dict)
@@ -64,7 +70,7 @@ class AddedOut(Schema):
 
 
 class ClaimIn(Schema):
-    task_type: Optional[str] = None
+    task_type: Optional[Id] = None
     lease_seconds: Optional[float] = None
 
 
@@ -85,9 +91,9 @@ class LeaseIn(Schema):
 
 
 class SignalIn(Schema):
-    signal_type: str
+    signal_type: Id
     data: Any = Field(default_factory=dict)
-    target_agent: Optional[str] = None
+    target_agent: Optional[Id] = None
 
 
 class SignalOut(Schema):
@@ -101,7 +107,7 @@ class SignalOut(Schema):
 
 
 class SessionIn(Schema):
-    session_id: str
+    session_id: Id
     purpose: str = ""
 
 
@@ -126,8 +132,8 @@ class ContextOut(Schema):
 
 
 class PatternIn(Schema):
-    pattern_id: str
-    pattern_type: str
+    pattern_id: Id
+    pattern_type: Id
     name: str
     description: str = ""
     confidence: float = 0.5

@@ -67,6 +67,7 @@ class TeamSession:
 def get_session_info(memory, team_id: str, session_id: str) -> dict:
     """A session's info without joining or touching it; {} if it does not exist."""
     k = memory.team(team_id)
+    validate_id(session_id, "session id")
     pipe = memory.client.pipeline(transaction=False)
     pipe.hgetall(k.session(session_id)).smembers(k.session_agents(session_id)).hkeys(k.session_context(session_id))
     info, participants, keys = memory.read(pipe.execute)
