@@ -71,8 +71,8 @@ case "${1:-}" in
     "") say "ready. Start the site with './setup.sh run', run the tests with './setup.sh test'." ;;
     run)
         shift
-        say "starting the site on http://127.0.0.1:${PORT:-8000}/ (Ctrl-C stops it)"
-        exec "$PY" manage.py runserver "127.0.0.1:${PORT:-8000}" "$@" ;;
+        say "starting the site with demo agents on port ${PORT:-8000} (Ctrl-C stops it; --no-demo: without them)"
+        exec "$PY" manage.py serve --port "${PORT:-8000}" "$@" ;;
     test)
         shift
         exec "$PY" -m pytest "$@" ;;

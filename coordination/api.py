@@ -34,11 +34,12 @@ from empathy_os import (
     check_redis_connection,
     get_session_info,
 )
+from empathy_os.exceptions import StagingFullError
 from patterns import library
 
 from . import schemas as s
 from .memory import get_memory
-from .tokens import credentials_for
+from .tokens import TooManyFailures, authenticate
 
 _long_polls = ThreadPoolExecutor(max_workers=getattr(settings, "EMPATHY_LONG_POLL_THREADS", 64),
                                  thread_name_prefix="long-poll")
@@ -52,13 +53,14 @@ def in_thread(fn, *args, **kwargs):
 
 class AgentToken(HttpBearer):
     async def authenticate(self, request, token):
-        return await credentials_for(token)
+        return await authenticate(token, request.META.get("REMOTE_ADDR") or "unknown")
 
 
 api = NinjaAPI(title="Empathy coordination API", version="1", urls_namespace="api", auth=AgentToken(),
                openapi_url="/openapi.json", docs_url="/docs")
 
-ERRORS = {400: s.Error, 401: s.Error, 403: s.Error, 404: s.Error, 409: s.Error, 413: s.Error, 503: s.Error}
+ERRORS = {400: s.Error, 401: s.Error, 403: s.Error, 404: s.Error, 409: s.Error, 413: s.Error, 429: s.Error,
+          503: s.Error}
 
 
 def error(request, status: int, code: str, detail: str, **headers):
@@ -73,6 +75,7 @@ LIBRARY_ERRORS = [
     (InvalidInputError, 400, "invalid_input"),
     (AccessDeniedError, 403, "forbidden"),
     (NotFoundError, 404, "not_found"),
+    (StagingFullError, 409, "staging_full"),
     (ConflictError, 409, "conflict"),
 ]
 for _exc, _status, _code in LIBRARY_ERRORS:
@@ -100,6 +103,11 @@ def _validation(request, exc):
 def _unauthorized(request, exc):
     return error(request, 401, "unauthorized", "send a valid agent token: 'Authorization: Bearer <token>'",
                  WWW_Authenticate="Bearer")
+
+
+@api.exception_handler(TooManyFailures)
+def _too_many_failures(request, exc):
+    return error(request, 429, "too_many_requests", str(exc), Retry_After=str(exc.retry_after))
 
 
 @api.exception_handler(RequestDataTooBig)
@@ -177,9 +185,11 @@ async def delete_memory(request, key: str):
 
 @api.post("/agents/register", response={200: dict, **ERRORS}, tags=["agents"])
 async def register(request, body: s.RegisterIn):
-    """Register the caller with the task types it can do."""
-    await in_thread(coordinator(request).register_agent, request.auth.agent_id, body.capabilities)
-    return {"agent_id": request.auth.agent_id, "team_id": request.auth.team_id, "capabilities": body.capabilities}
+    """Register the caller with the task types it can do: once per agent process, at start. Leases
+    still held under the caller's id (a previous process) go back to the queue (``released``)."""
+    released = await in_thread(coordinator(request).register_agent, request.auth.agent_id, body.capabilities)
+    return {"agent_id": request.auth.agent_id, "team_id": request.auth.team_id, "capabilities": body.capabilities,
+            "released": released}
 
 
 @api.post("/agents/heartbeat", response={200: dict, **ERRORS}, tags=["agents"])
@@ -343,7 +353,8 @@ async def session_info(request, session_id: str):
 
 @api.post("/patterns/staged", response={201: s.StagedOut, 200: s.StagedOut, **ERRORS}, tags=["patterns"])
 async def stage(request, body: s.PatternIn):
-    """Stage a pattern for validation, as the caller (201 new, 200 updated)."""
+    """Stage a pattern for validation, as the caller (201 new, 200 updated; 409 ``staging_full`` when the
+    team has ``staged_pattern_limit`` patterns staged)."""
     pattern = StagedPattern(agent_id=request.auth.agent_id, **body.dict())
     created = await in_thread(get_memory().stage_pattern, request.auth, pattern)
     return Status(201 if created else 200, pattern.to_dict())

@@ -9,7 +9,6 @@ from __future__ import annotations
 import http.client
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -20,14 +19,9 @@ from django.conf import settings
 from empathy_os import AgentCoordinator, AgentTask
 from empathy_os.bench import _percentiles, cleanup
 
+from .bench_live import free_port
 from .models import AgentToken
 from .tokens import issue_token
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _start_server(port: int, redis_url: str) -> subprocess.Popen:
@@ -75,7 +69,7 @@ def run_http_bench(memory, samples: int = 500, log=print) -> dict:
     total = samples + warmup
     for start in range(0, total, 500):
         coordinator.add_tasks(AgentTask(f"h{i}", "bench", priority=5) for i in range(start, min(total, start + 500)))
-    port = _free_port()
+    port = free_port()
     redis_url = memory.client.connection_pool.connection_kwargs
     url = f"redis://{redis_url.get('host', 'localhost')}:{redis_url.get('port', 6379)}/{redis_url.get('db', 0)}"
     if redis_url.get("password"):

@@ -1,6 +1,7 @@
 """The site's one handle on the short-term memory, found once per process."""
 
 import threading
+from contextlib import contextmanager
 
 from empathy_os import get_redis_memory
 
@@ -22,3 +23,14 @@ def set_memory(memory) -> None:
     """Use ``memory`` from now on (tests; or a process that built its own)."""
     global _memory
     _memory = memory
+
+
+@contextmanager
+def memory_in_use(memory):
+    """Use ``memory`` within the block, then the one used before (tests, tools)."""
+    previous = _memory
+    set_memory(memory)
+    try:
+        yield memory
+    finally:
+        set_memory(previous)

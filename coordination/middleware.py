@@ -1,5 +1,6 @@
 """The API's own middleware: every ``/api/`` answer is JSON (Django's 404/405/500 pages become
-``{"error", "detail"}``) and carries the security headers. Natively async: no thread hops."""
+``{"error", "detail"}``) and carries the security headers; the site's pages get a Content-Security-Policy
+(Django's own middlewares set their other headers). Natively async: no thread hops."""
 
 
 import logging
@@ -18,8 +19,16 @@ SECURITY_HEADERS = {"X-Content-Type-Options": "nosniff", "Referrer-Policy": "sam
                     "X-Frame-Options": "DENY", "Cache-Control": "no-store"}
 
 
+#: The pages load only their own scripts (htmx, its ws extension, static/js) and talk only to their own
+#: origin (htmx requests and the WebSocket: 'self' covers ws:/wss: on the same host). Inline styles
+#: stay allowed: htmx inserts its indicator styles as a <style> element. No inline script runs.
+PAGE_CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+            "connect-src 'self'; object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'none'")
+
+
 def _jsonify(request, response):
     if not request.path.startswith("/api/"):
+        response.headers.setdefault("Content-Security-Policy", PAGE_CSP)
         return response
     for name, value in SECURITY_HEADERS.items():
         response.headers.setdefault(name, value)

@@ -20,6 +20,7 @@ from django.conf import settings
 
 from empathy_os import MemoryUnavailableError
 from empathy_os.events import EventReader
+from empathy_os.redis_memory import UNAVAILABLE
 
 from .memory import get_memory
 
@@ -27,6 +28,10 @@ log = logging.getLogger("coordination.relay")
 
 STAGING_GROUP = "patterns.staging"
 STATUS_GROUP = "memory.status"
+#: Longest wait between two reads while Redis is away: the relay is back within this of Redis.
+RETRY_MAX_DELAY = 0.5
+#: Every team's events: the team list and the metrics page watch all teams (they throttle their renders).
+TEAMS_GROUP = "teams.all"
 
 
 def team_group(team_id: str) -> str:
@@ -34,7 +39,7 @@ def team_group(team_id: str) -> str:
 
 
 def groups_for(team_id: str, kind: str) -> list[str]:
-    groups = [team_group(team_id)]
+    groups = [team_group(team_id), TEAMS_GROUP]
     if kind.startswith("pattern."):
         groups.append(STAGING_GROUP)
     return groups
@@ -50,9 +55,9 @@ class Relay:
     async def process_one(self, block_ms: int = 1000) -> int:
         """Relay one batch of events; returns how many. Tests drive the relay with this."""
         events = await sync_to_async(self.reader.read, thread_sensitive=False)(block_ms)
-        for team_id, _, fields in events:
+        for team_id, event_id, fields in events:
             kind = fields.get("kind", "")
-            message = {"type": kind, **{k: v for k, v in fields.items() if k != "kind"}}
+            message = {"type": kind, "event_id": event_id, **{k: v for k, v in fields.items() if k != "kind"}}
             for group in groups_for(team_id, kind):
                 await self.layer.group_send(group, message)
         if events:
@@ -63,7 +68,10 @@ class Relay:
         if online != self.online:
             self.online = online
             log.warning("memory %s", "back online" if online else "offline")
-            await self.layer.group_send(STATUS_GROUP, {"type": "memory.status", "online": online})
+            try:
+                await self.layer.group_send(STATUS_GROUP, {"type": "memory.status", "online": online})
+            except UNAVAILABLE:  # the layer is on the same Redis: the pages hear of it from hub.py
+                pass
 
     async def run(self) -> None:
         """Relay until cancelled; survives Redis outages (reports them to the pages)."""
@@ -78,7 +86,10 @@ class Relay:
             except MemoryUnavailableError:
                 await self._set_online(False)
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, 1.0)
+                delay = min(delay * 2, RETRY_MAX_DELAY)
+            except UNAVAILABLE:  # the channel layer's Redis is away (events not acked are read again)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, RETRY_MAX_DELAY)
             except Exception:  # never let one bad event stop the dashboards
                 log.exception("relay error")
                 await asyncio.sleep(1)

@@ -1,12 +1,30 @@
-"""Agent tokens: who an HTTP caller is, decided on the server."""
+"""Agent tokens: who an HTTP caller is, decided on the server.
+
+Guessing tokens is rate-limited per client address: after ``EMPATHY_AUTH_FAILURE_LIMIT`` bad tokens
+within ``EMPATHY_AUTH_FAILURE_WINDOW`` seconds, every request of that address is refused (429) until
+the window ends, good token or not (else a lucky guess would still get in). Behind a proxy, run
+daphne with ``--proxy-headers`` so the address is the client's, not the proxy's. Tokens are never
+logged: only their hashes are stored and compared.
+"""
 
 from __future__ import annotations
 
+from asgiref.sync import sync_to_async
 from django.utils import timezone
 
 from empathy_os import AccessTier, AgentCredentials
+from empathy_os.ratelimit import FailureLimiter, auth_failure_limiter
 
+from .memory import get_memory
 from .models import TOKEN_PREFIX, AgentToken, hash_token
+
+
+class TooManyFailures(Exception):
+    """The client sent too many bad tokens lately; it may try again in ``retry_after`` seconds."""
+
+    def __init__(self, retry_after: int):
+        super().__init__(f"too many bad tokens from this address: try again in {retry_after} s")
+        self.retry_after = retry_after
 
 
 def issue_token(agent_id: str, team_id: str, tier, created_by: str = "") -> tuple[str, AgentToken]:
@@ -21,6 +39,27 @@ def revoke_tokens(agent_id: str, team_id: str | None = None) -> int:
     if team_id:
         live = live.filter(team_id=team_id)
     return live.update(revoked_at=timezone.now())
+
+
+def token_limiter(memory) -> FailureLimiter:
+    """The bad-token limiter of ``memory``."""
+    return auth_failure_limiter(memory, "token")
+
+
+async def authenticate(token: str, client: str) -> AgentCredentials | None:
+    """The credentials of ``token`` sent from address ``client``, or None; raises :class:`TooManyFailures`
+    when that address is over its limit of bad tokens (and ``MemoryUnavailableError`` if Redis is down
+    when a bad token must be counted: refusing is safer than letting guesses through uncounted)."""
+    limiter = token_limiter(get_memory())
+    wait = limiter.retry_after(client)
+    if wait:
+        raise TooManyFailures(wait)
+    credentials = await credentials_for(token)
+    if credentials is None:
+        wait = await sync_to_async(limiter.record_failure, thread_sensitive=False)(client)
+        if wait:
+            raise TooManyFailures(wait)
+    return credentials
 
 
 async def credentials_for(token: str) -> AgentCredentials | None:

@@ -14,9 +14,23 @@ from .exceptions import (
     LeaseError,
     MemoryUnavailableError,
     NotFoundError,
+    StagingFullError,
     ValueTooLargeError,
 )
-from .patterns import ConflictContext, StagedPattern, get_decision, get_staged_pattern, restore_staged_pattern
+from .patterns import (
+    ConflictContext,
+    ReviewLock,
+    ReviewLockedError,
+    StagedPattern,
+    check_review_lock,
+    get_decision,
+    get_review_lock,
+    get_review_locks,
+    get_staged_pattern,
+    lock_pattern,
+    restore_staged_pattern,
+    unlock_pattern,
+)
 from .redis_memory import RedisShortTermMemory, check_redis_connection, get_redis_memory
 from .sessions import TeamSession, get_session_info, list_sessions
 from .tiers import AccessTier, AgentCredentials
@@ -46,8 +60,9 @@ __all__ = [
     "AccessDeniedError", "AccessTier", "AgentCoordinator", "AgentCredentials", "AgentTask",
     "CollaborationState", "Config", "ConflictContext", "ConflictError", "EmpathyError", "EmpathyOS",
     "InvalidInputError", "LeaseError", "MemoryUnavailableError", "NotFoundError", "RedisShortTermMemory",
-    "StagedPattern", "TeamSession", "ValueTooLargeError", "check_redis_connection",
-    "create_conflict_context", "get_decision", "get_redis_memory", "get_session_info",
-    "get_staged_pattern", "list_sessions", "promote_pattern", "reject_pattern", "resolve_conflict",
-    "restore_staged_pattern",
+    "ReviewLock", "ReviewLockedError", "StagedPattern", "StagingFullError", "TeamSession", "ValueTooLargeError",
+    "check_redis_connection", "check_review_lock", "create_conflict_context", "get_decision",
+    "get_redis_memory", "get_review_lock", "get_review_locks", "get_session_info", "get_staged_pattern",
+    "list_sessions", "lock_pattern", "promote_pattern", "reject_pattern", "resolve_conflict",
+    "restore_staged_pattern", "unlock_pattern",
 ]

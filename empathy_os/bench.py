@@ -17,6 +17,7 @@ import argparse
 import json
 import sys
 import uuid
+from dataclasses import replace
 from time import perf_counter_ns
 
 from redis.exceptions import RedisError
@@ -87,6 +88,9 @@ def run_bench(memory: RedisShortTermMemory, samples: int = DEFAULT_SAMPLES, *, w
     if samples < 1:
         raise ValueError("samples must be at least 1")
     warmup = default_warmup(samples) if warmup is None else warmup
+    if memory.config.staged_pattern_limit <= samples + warmup:  # one new pattern per round, none decided
+        memory = RedisShortTermMemory(client=memory.client, config=replace(
+            memory.config, staged_pattern_limit=samples + warmup + 1))
     team_id = f"bench-{uuid.uuid4().hex[:12]}"
     client = memory.client
     set_key, get_key = memory.team(team_id).scratch("baseline-set"), memory.team(team_id).scratch("baseline-get")

@@ -115,8 +115,14 @@ class AgentCoordinator:
 
     # -- agents ---------------------------------------------------------------------------------
 
-    def register_agent(self, agent_id: str, capabilities=None) -> None:
-        """Register an agent and the task types it can do (what ``claim_task`` without a type uses)."""
+    def register_agent(self, agent_id: str, capabilities=None) -> int:
+        """Register an agent and the task types it can do (what ``claim_task`` without a type uses).
+
+        A registration is a new incarnation of the agent (a process registers when it starts): leases
+        still held under its id are from a process that is gone, and go back to the queue (an attempt
+        used). Returns how many were released; register once per process, not to update capabilities
+        while holding tasks.
+        """
         validate_id(agent_id, "agent id")
         self._credentials.require_self(agent_id, "register agent")
         capabilities = list(capabilities or [])
@@ -124,7 +130,7 @@ class AgentCoordinator:
             validate_id(cap, "capability")
         k = self._keys
         record = json.dumps({"capabilities": capabilities})
-        self.memory.run("register_agent", k, (k.agents, k.agents_seen), (agent_id, record))
+        return self.memory.run("register_agent", k, (k.agents, k.agents_seen), (*self._task_args(), agent_id, record))
 
     def heartbeat(self, agent_id: str, lease_seconds: float | None = None) -> int:
         """Mark the agent alive and renew every lease it holds. Returns how many were renewed."""

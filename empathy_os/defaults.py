@@ -51,6 +51,21 @@ SIGNAL_STREAM_MAXLEN = 10_000
 #: Approximate cap of each team's domain-event stream (what the dashboard relays).
 EVENT_STREAM_MAXLEN = 10_000
 
+#: Signal stream entries older than this are trimmed (approximately: whole stream nodes) by a later send
+#: to the stream, in the same script as that write (every 16th signal of the team trims its stream).
+SIGNAL_RETENTION_SECONDS = 24 * 3600
+
+#: Event stream entries older than this are trimmed (approximately) whenever the team emits an event.
+EVENT_RETENTION_SECONDS = 24 * 3600
+
+#: Patterns a team may have staged at once; staging a new one beyond it raises ``StagingFullError``
+#: (a candidate is refused, never silently dropped) until validators decide some.
+STAGED_PATTERN_LIMIT = 1000
+
+#: Staged patterns nobody decided within this time are removed (event ``pattern.expired``) the next
+#: time the team stages a pattern.
+STAGED_PATTERN_RETENTION_SECONDS = 30 * 24 * 3600
+
 #: An agent that sent no heartbeat for this long is no longer listed as active.
 AGENT_ACTIVE_SECONDS = 120
 
@@ -63,6 +78,13 @@ SIGNAL_SCAN_LIMIT = 1000
 #: Priorities run from ``MIN_PRIORITY`` to ``MAX_PRIORITY``; higher is claimed first.
 MIN_PRIORITY = 0
 MAX_PRIORITY = 1000
+
+#: Failed token checks one client (IP address) may make within ``AUTH_FAILURE_WINDOW`` seconds; beyond
+#: that it is answered 429 with ``Retry-After`` until the window ends (``EMPATHY_AUTH_FAILURE_LIMIT``).
+AUTH_FAILURE_LIMIT = 20
+
+#: The window of ``AUTH_FAILURE_LIMIT``, in seconds, from the client's first failure (``EMPATHY_AUTH_FAILURE_WINDOW``).
+AUTH_FAILURE_WINDOW = 60
 
 #: How long ``get_redis_memory`` waits for localhost:6379 before it falls back to mock mode.
 PROBE_TIMEOUT_SECONDS = 0.25
@@ -85,7 +107,13 @@ class Config:
     finished_task_retention_count: int = FINISHED_TASK_RETENTION_COUNT
     signal_stream_maxlen: int = SIGNAL_STREAM_MAXLEN
     event_stream_maxlen: int = EVENT_STREAM_MAXLEN
+    signal_retention_seconds: int = SIGNAL_RETENTION_SECONDS
+    event_retention_seconds: int = EVENT_RETENTION_SECONDS
+    staged_pattern_limit: int = STAGED_PATTERN_LIMIT
+    staged_pattern_retention_seconds: int = STAGED_PATTERN_RETENTION_SECONDS
     agent_active_seconds: int = AGENT_ACTIVE_SECONDS
+    auth_failure_limit: int = AUTH_FAILURE_LIMIT
+    auth_failure_window: int = AUTH_FAILURE_WINDOW
 
     def __post_init__(self):
         for f in fields(self):

@@ -17,6 +17,9 @@ from redis.exceptions import ResponseError
 
 from .redis_memory import UNAVAILABLE, RedisShortTermMemory
 
+#: In cluster mode reads do not block: an idle reader looks again after this many ms.
+CLUSTER_POLL_MS = 50
+
 
 class EventReader:
     """One member of a consumer group over every team's events stream."""
@@ -37,13 +40,17 @@ class EventReader:
         now = time.monotonic()
         if now - self._teams_checked < self.teams_refresh_s:
             return
+        # The teams there at start are read from now on (pages get a fresh snapshot on connect);
+        # a team that appears later is read from its first event, or the events it had before it
+        # was seen (up to teams_refresh_s) would never reach anybody.
+        start = "0" if self._teams_checked else "$"
         self._teams_checked = now
         for team_id in self.memory.list_teams():
             key = self.memory.team(team_id).events
             if key in self._streams:
                 continue
-            try:  # new readers start with events after now: pages get a fresh snapshot anyway
-                self.memory.client.xgroup_create(key, self.group, id="$", mkstream=True)
+            try:
+                self.memory.client.xgroup_create(key, self.group, id=start, mkstream=True)
             except ResponseError as exc:
                 if "BUSYGROUP" not in str(exc):
                     raise
@@ -57,12 +64,10 @@ class EventReader:
                 time.sleep(block_ms / 1000)
                 return []
             out = self._claim_abandoned()
-            if self.memory.mode == "cluster":  # one slot per team: read them one by one, without blocking
-                replies = []
-                for key in self._streams:
-                    replies += self.memory.client.xreadgroup(self.group, self.consumer, {key: ">"}, count=self.count) or []
+            if self.memory.mode == "cluster":
+                replies = self._read_each_stream()
                 if not replies and not out:
-                    time.sleep(min(block_ms, 100) / 1000)
+                    time.sleep(min(block_ms, CLUSTER_POLL_MS) / 1000)
             else:
                 replies = self.memory.client.xreadgroup(
                     self.group, self.consumer, dict.fromkeys(self._streams, ">"), count=self.count,
@@ -70,14 +75,36 @@ class EventReader:
         except UNAVAILABLE as exc:
             raise self.memory._unavailable(exc) from None
         except ResponseError as exc:
-            if "NOGROUP" in str(exc):  # the stream was deleted (e.g. a flushed Redis): create again
-                self._streams.clear()
-                self._teams_checked = 0.0
+            if "NOGROUP" in str(exc):  # the stream was deleted (a restarted or flushed Redis): create again
+                self._recreate_groups()
                 return []
             raise
         for key, entries in replies:
             out += [(self._streams[key], entry_id, fields) for entry_id, fields in entries]
         return out
+
+    def _recreate_groups(self) -> None:
+        """Create the group again on every stream known, from the stream's start: all of it was written
+        after the loss, and an agent's first change after a Redis restart must reach the dashboards.
+        (The team index may be lost too, so the streams known are kept rather than looked up again.)"""
+        try:
+            for key in self._streams:
+                try:
+                    self.memory.client.xgroup_create(key, self.group, id="0", mkstream=True)
+                except ResponseError as exc:
+                    if "BUSYGROUP" not in str(exc):
+                        raise
+        except UNAVAILABLE as exc:
+            raise self.memory._unavailable(exc) from None
+
+    def _read_each_stream(self) -> list:
+        """Cluster mode: one XREADGROUP cannot span slots (a team's stream is in its own), and a
+        blocking read would hold up the other teams; so one non-blocking XREADGROUP per stream, all
+        in one pipeline (the cluster client sends each master its share at once)."""
+        pipe = self.memory.client.pipeline(transaction=False)
+        for key in self._streams:
+            pipe.xreadgroup(self.group, self.consumer, {key: ">"}, count=self.count)
+        return [reply for replies in pipe.execute() if replies for reply in replies]
 
     def _claim_abandoned(self) -> list[tuple[str, str, dict]]:
         now = time.monotonic()

@@ -29,6 +29,11 @@ class ConflictError(EmpathyError):
     """The operation conflicts with the current state (already decided, already completed...)."""
 
 
+class StagingFullError(ConflictError):
+    """The team already has ``staged_pattern_limit`` patterns staged: a new one is refused (never
+    dropped silently) until validators promote or reject some."""
+
+
 class LeaseError(ConflictError):
     """The caller does not hold the task's lease, or the lease has expired (fencing)."""
 

@@ -28,9 +28,11 @@ Layout (``P`` is the configured prefix, ``T`` a team id)::
     P:{team:T}:staged                      HASH  pattern id -> JSON staged pattern
     P:{team:T}:staged:order                ZSET  pattern id -> staged time (ms)
     P:{team:T}:decision:<pattern>          STRING JSON promote/reject decision (TTL)
+    P:{team:T}:lock:pattern:<pattern>      STRING holder of a staged pattern's review lock (PX expiry)
     P:{team:T}:state:<user>:<session>      STRING JSON collaboration state (TTL)
     P:{team:T}:conflict:<id>               STRING JSON conflict context (TTL)
     P:{team:T}:scratch:<name>              STRING tools' own keys (the benchmark's raw SET/GET)
+    P:{client:C}:failures:<what>           STRING failed attempts of one client (e.g. bad tokens), EX window
 
 Every team key carries the hash tag ``{team:T}``, so all keys one operation touches live in one
 Redis Cluster slot. Lua scripts derive per-task and per-type keys from :meth:`TeamKeys.base`
@@ -39,6 +41,7 @@ Redis Cluster slot. Lua scripts derive per-task and per-type keys from :meth:`Te
 
 from __future__ import annotations
 
+import hashlib
 import re
 
 from .exceptions import InvalidInputError
@@ -156,6 +159,9 @@ class TeamKeys:
     def decision(self, pattern_id: str) -> str:
         return f"{self.base}decision:{pattern_id}"
 
+    def pattern_lock(self, pattern_id: str) -> str:
+        return f"{self.base}lock:pattern:{pattern_id}"
+
     def state(self, user_id: str, session_id: str) -> str:
         return f"{self.base}state:{user_id}:{session_id}"
 
@@ -169,6 +175,16 @@ class TeamKeys:
     def match_all(self) -> str:
         """A SCAN MATCH pattern for every key of the team (glob characters escaped)."""
         return "".join("\\" + c if c in "*?[]\\" else c for c in self.base) + "*"
+
+
+def failures_key(prefix: str, what: str, client: str) -> str:
+    """Failed attempts of one client (an IP address; anything else is hashed) at ``what`` (e.g. ``token``)."""
+    if not _CLIENT.fullmatch(client):
+        client = hashlib.sha256(client.encode()).hexdigest()[:32]
+    return f"{prefix}:{{client:{client}}}:failures:{validate_id(what, 'what')}"
+
+
+_CLIENT = re.compile(r"[0-9A-Fa-f.:]{1,64}")
 
 
 def teams_key(prefix: str) -> str:

@@ -7,8 +7,8 @@ import json
 import time
 from dataclasses import dataclass, field
 
-from .codec import decode_json, ms_to_seconds
-from .exceptions import InvalidInputError
+from .codec import decode_json, ms_to_seconds, positive_seconds
+from .exceptions import ConflictError, InvalidInputError
 from .keys import validate_id
 from .tiers import AccessTier
 
@@ -78,7 +78,11 @@ class StagedPattern:
 
 
 def stage_pattern(memory, credentials, pattern: StagedPattern) -> bool:
-    """Stage ``pattern`` for validation. True if new, False if the owner updated its staging."""
+    """Stage ``pattern`` for validation. True if new, False if the owner updated its staging.
+
+    Patterns staged longer ago than ``staged_pattern_retention_seconds`` are removed first (event
+    ``pattern.expired``); a new pattern beyond ``staged_pattern_limit`` raises :class:`StagingFullError`.
+    """
     credentials.require(AccessTier.CONTRIBUTOR, "stage a pattern")
     if not isinstance(pattern, StagedPattern):
         raise InvalidInputError(f"stage_pattern takes a StagedPattern, got {type(pattern).__name__}")
@@ -90,8 +94,10 @@ def stage_pattern(memory, credentials, pattern: StagedPattern) -> bool:
     data["content_hash"] = pattern.content_hash
     team = memory.team(credentials.team_id)
     steward = "1" if credentials.tier >= AccessTier.STEWARD else ""
+    config = memory.config
     return bool(memory.run("pattern_stage", team, (team.staged, team.staged_order),
-                           (pattern.pattern_id, pattern.agent_id, memory.encode(data, "pattern"), steward)))
+                           (pattern.pattern_id, pattern.agent_id, memory.encode(data, "pattern"), steward,
+                            config.staged_pattern_limit, config.staged_pattern_retention_seconds)))
 
 
 def get_staged_patterns(memory, credentials, limit: int = 1000) -> list[StagedPattern]:
@@ -116,8 +122,12 @@ def _decide(memory, credentials, pattern_id, decision, note, action):
     team = memory.team(credentials.team_id)
     record = {"pattern_id": pattern_id, "decision": decision, "decided_by": credentials.agent_id,
               "decided_at": time.time(), "note": note}
-    raw = memory.run("pattern_decide", team, (team.staged, team.staged_order, team.decision(pattern_id)),
+    raw = memory.run("pattern_decide", team,
+                     (team.staged, team.staged_order, team.decision(pattern_id), team.pattern_lock(pattern_id)),
                      (pattern_id, decision, memory.encode(record, "decision"), memory.config.decision_ttl))
+    if isinstance(raw, list):  # another validator is reviewing it
+        holder, remaining_ms = raw
+        raise ReviewLockedError(ReviewLock(pattern_id, holder, time.time() + max(remaining_ms, 0) / 1000))
     return StagedPattern.from_dict(json.loads(raw))
 
 
@@ -125,7 +135,8 @@ def promote_pattern(memory, credentials, pattern_id: str, note: str = "") -> Sta
     """Take a staged pattern out of staging as promoted (validators only, exactly once).
 
     Returns the pattern, for the caller to write into its durable library. A second validator
-    racing on the same pattern gets :class:`ConflictError`.
+    racing on the same pattern gets :class:`ConflictError`; while another validator holds its review
+    lock, :class:`ReviewLockedError` (nothing changes). The decision releases the lock.
     """
     return _decide(memory, credentials, pattern_id, "promoted", _text(note, "note", limit=2000),
                    "promote a pattern")
@@ -222,3 +233,97 @@ def resolve_conflict(memory, credentials, conflict_id: str, resolution) -> Confl
     flat = memory.run("conflict_resolve", team, (team.conflict(conflict_id),),
                       (conflict_id, memory.encode(resolution, "resolution"), credentials.agent_id))
     return _conflict(dict(zip(flat[::2], flat[1::2])))
+
+
+# -- review locks -----------------------------------------------------------------------------------
+# The race being avoided: two validators reading the same staged pattern and both spending time on a
+# decision only one of them can make. A validator who opens a pattern takes its review lock (SET NX PX
+# semantics in ``pattern_lock.lua``, with the pattern.locked event in the same round trip); others see
+# who holds it and are refused until it is released or expires. ``promote_pattern`` and
+# ``reject_pattern`` check the lock in the decision's own script (another holder: ReviewLockedError,
+# nothing changes) and release it; :func:`check_review_lock` is the same check as a read, for a page.
+
+#: A review lock lasts this long unless its holder renews it (by taking it again) or releases it.
+REVIEW_LOCK_SECONDS = 120
+
+
+@dataclass(frozen=True)
+class ReviewLock:
+    """Who is reviewing a staged pattern, and until when (epoch seconds, this machine's clock)."""
+
+    pattern_id: str
+    holder: str
+    expires_at: float
+
+
+class ReviewLockedError(ConflictError):
+    """Another validator holds the pattern's review lock; ``lock`` says who and until when."""
+
+    def __init__(self, lock: ReviewLock):
+        self.lock = lock
+        super().__init__(f"pattern {lock.pattern_id} is being reviewed by {lock.holder}")
+
+
+def _lock_args(memory, credentials, pattern_id):
+    credentials.require(AccessTier.VALIDATOR, "lock a pattern for review")
+    validate_id(pattern_id, "pattern_id")
+    team = memory.team(credentials.team_id)
+    return team, (team.pattern_lock(pattern_id), team.staged, team.decision(pattern_id))
+
+
+def lock_pattern(memory, credentials, pattern_id: str, ttl: float = REVIEW_LOCK_SECONDS) -> ReviewLock:
+    """Take the review lock of a staged pattern for ``ttl`` seconds, or renew it if the caller holds it.
+
+    One round trip. Raises :class:`ReviewLockedError` when another validator holds it, and
+    :class:`ConflictError` / :class:`NotFoundError` when the pattern is no longer staged.
+    """
+    ttl_ms = max(1, int(positive_seconds(ttl, "review lock ttl") * 1000))
+    team, keys = _lock_args(memory, credentials, pattern_id)
+    taken, holder, remaining_ms = memory.run("pattern_lock", team, keys,
+                                             ("lock", pattern_id, credentials.agent_id, ttl_ms))
+    lock = ReviewLock(pattern_id, holder, time.time() + max(remaining_ms, 0) / 1000)
+    if not taken:
+        raise ReviewLockedError(lock)
+    return lock
+
+
+def unlock_pattern(memory, credentials, pattern_id: str) -> bool:
+    """Release the caller's review lock (one round trip). False if the caller did not hold it:
+    only the holder releases; an expired lock needs no release."""
+    team, keys = _lock_args(memory, credentials, pattern_id)
+    return bool(memory.run("pattern_lock", team, keys, ("unlock", pattern_id, credentials.agent_id, 0)))
+
+
+def get_review_locks(memory, credentials, pattern_ids) -> dict[str, ReviewLock]:
+    """The live review locks of some of a team's patterns (one pipelined read), by pattern id."""
+    ids = [validate_id(p, "pattern_id") for p in pattern_ids]
+    if not ids:
+        return {}
+    team = memory.team(credentials.team_id)
+    pipe = memory.client.pipeline(transaction=False)
+    for pattern_id in ids:
+        pipe.get(team.pattern_lock(pattern_id))
+        pipe.pttl(team.pattern_lock(pattern_id))
+    replies = memory.read(pipe.execute)
+    now = time.time()
+    locks = {}
+    for pattern_id, holder, remaining_ms in zip(ids, replies[::2], replies[1::2]):
+        if holder is not None and remaining_ms > 0:
+            locks[pattern_id] = ReviewLock(pattern_id, holder, now + remaining_ms / 1000)
+    return locks
+
+
+def get_review_lock(memory, credentials, pattern_id: str) -> ReviewLock | None:
+    """The pattern's live review lock, or None."""
+    return get_review_locks(memory, credentials, [pattern_id]).get(pattern_id)
+
+
+def check_review_lock(memory, credentials, pattern_id: str) -> None:
+    """Raise :class:`ReviewLockedError` if a validator other than the caller holds the review lock.
+
+    Advisory (a read before the decision, see above): call it before ``promote_pattern`` or
+    ``reject_pattern`` so a validator does not decide a pattern another is reviewing.
+    """
+    lock = get_review_lock(memory, credentials, pattern_id)
+    if lock is not None and lock.holder != credentials.agent_id:
+        raise ReviewLockedError(lock)

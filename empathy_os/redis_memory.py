@@ -14,7 +14,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import redis
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError, ResponseError
+from redis.exceptions import NoScriptError, RedisClusterException, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from . import defaults
@@ -70,14 +70,31 @@ def client_from_url(url: str, *, timeout: float = 5.0):
     kwargs = dict(decode_responses=True, socket_timeout=timeout, socket_connect_timeout=timeout)
     try:
         if cluster:
-            from redis.cluster import RedisCluster
-
-            return RedisCluster.from_url(url, **kwargs)
+            return _cluster_client(url, **kwargs)
         return redis.Redis.from_url(url, health_check_interval=30, **kwargs)
-    except UNAVAILABLE as exc:
+    except UNAVAILABLE + (RedisClusterException,) as exc:  # a cluster client connects when it is made
         raise MemoryUnavailableError(f"Redis Cluster at {redact_url(url)} did not answer: {exc}") from None
     except ValueError as exc:
         raise InvalidInputError(f"bad Redis URL {redact_url(url)}: {exc}") from None
+
+
+def _cluster_client(url: str, **kwargs):
+    """A ``RedisCluster`` for a redis:// or rediss:// URL of any one node (the others are discovered).
+
+    Built from the URL's parts rather than with ``RedisCluster.from_url``: the nodes of a client made
+    from a URL get connection pools that ``close()`` leaves open (redis-py 8), so each closed memory
+    would leave a socket per master behind."""
+    from redis.cluster import RedisCluster
+    from redis.connection import SSLConnection, parse_url
+
+    options = parse_url(url)
+    if "path" in options:
+        raise ValueError("a Redis Cluster is reached over TCP, not a unix socket")
+    if options.pop("db", 0) != 0:
+        raise ValueError("a Redis Cluster has database 0 only")
+    if options.pop("connection_class", None) is SSLConnection:
+        options["ssl"] = True
+    return RedisCluster(**options, **kwargs)
 
 
 class RedisShortTermMemory:
@@ -132,15 +149,34 @@ class RedisShortTermMemory:
         try:
             try:
                 return self._evalsha(code.sha, len(keys) + 1, team.events, *keys,
-                                     team.team, self.config.event_stream_maxlen, team.base, *args)
+                                     team.team, self._event_limits(), team.base, *args)
             except NoScriptError:  # first use on this server (or after a restart / SCRIPT FLUSH)
-                self.client.script_load(code.source)
+                self._known_teams.clear()  # a restarted Redis without persistence lost the team index too
+                self._register_team(team.team)
+                self._load_script(code.source, team)
                 return self._evalsha(code.sha, len(keys) + 1, team.events, *keys,
-                                     team.team, self.config.event_stream_maxlen, team.base, *args)
+                                     team.team, self._event_limits(), team.base, *args)
         except ResponseError as exc:
             raise translate_error(exc) from None
         except UNAVAILABLE as exc:
             raise self._unavailable(exc) from None
+
+    def _load_script(self, source: str, team: TeamKeys) -> None:
+        """Load a script on the server that runs the team's scripts. (A cluster client would send
+        SCRIPT LOAD to every master, so one master down would stop the teams of all the others.)"""
+        if self.mode == "cluster":
+            node = self.client.get_node_from_key(team.events)
+            self.client.execute_command("SCRIPT LOAD", source, target_nodes=node)
+        else:
+            self.client.script_load(source)
+
+    def _event_limits(self) -> str:
+        """The events stream's cap and age limit, as every script reads them (ARGV[2]); the config is
+        frozen, so the string is made once."""
+        limits = self.__dict__.get("_event_limits_arg")
+        if limits is None:
+            limits = self._event_limits_arg = f"{self.config.event_stream_maxlen} {self.config.event_retention_seconds}"
+        return limits
 
     def read(self, fn, *args, **kwargs):
         """Call a read command (or execute a pipeline), turning connection failures into one exception."""
@@ -150,6 +186,7 @@ class RedisShortTermMemory:
             raise self._unavailable(exc) from None
 
     def _unavailable(self, exc) -> MemoryUnavailableError:
+        self._known_teams.clear()  # Redis may come back empty: write the team index again on next use
         where = self.url or "Redis"
         return MemoryUnavailableError(f"{where} did not answer ({type(exc).__name__}: {exc}); retry later")
 
@@ -221,7 +258,8 @@ class RedisShortTermMemory:
             stream, target = team.inbox(validate_id(target_agent, "target agent")), target_agent
         payload = self.encode({} if data is None else data, "signal data")
         return self.run("signal_send", team, (stream, team.signal_seq),
-                        (credentials.agent_id, signal_type, payload, target, self.config.signal_stream_maxlen))
+                        (credentials.agent_id, signal_type, payload, target, self.config.signal_stream_maxlen,
+                         self.config.signal_retention_seconds))
 
     def receive_signals(self, credentials: AgentCredentials, signal_type: str | None = None, *,
                         wait: float | None = None, count: int = 100) -> list[dict]:
@@ -327,20 +365,59 @@ class RedisShortTermMemory:
         totals = dict.fromkeys(names, 0)
         for i, value in enumerate(counts):
             totals[names[i % len(names)]] += value
-        dbsize = self.read(client.dbsize)
-        if isinstance(dbsize, dict):  # a cluster answers per node
+        dbsize = self.read(client.dbsize, **self._every_master())  # a cluster client sums the masters' answers
+        if isinstance(dbsize, dict):
             dbsize = sum(dbsize.values())
         return {"mode": self.mode, "keys": dbsize, "memory_used": self._memory_used(),
                 "teams": len(teams), **totals}
 
+    def _every_master(self) -> dict:
+        """Where server-wide commands go: a cluster client sends them to one node unless told to ask
+        every master (each holds only its slots' keys)."""
+        return {"target_nodes": self.client.PRIMARIES} if self.mode == "cluster" else {}
+
     def _memory_used(self) -> str:
         if self.mode == "mock":
             return "n/a (in-process mock)"
-        info = self.read(self.client.info, "memory")
+        info = self.read(self.client.info, "memory", **self._every_master())
         if "used_memory" not in info:  # a cluster answers per node
             total = sum(node.get("used_memory", 0) for node in info.values() if isinstance(node, dict))
             return f"{total / 1048576:.2f}M"
         return info.get("used_memory_human", "unknown")
+
+    def get_retention_usage(self) -> dict:
+        """How full the bounded structures are, for gauges against the config's limits.
+
+        ``used_memory`` and ``maxmemory`` in bytes (None in mock mode; ``maxmemory`` 0 when unset),
+        and ``teams``: per team, entries in its ``events`` and broadcast ``signals`` streams, its
+        longest agent inbox (``inbox_max``), ``staged`` patterns and finished task records
+        (``completed``, ``failed``).
+        """
+        teams = self.list_teams()
+        pipe = self.client.pipeline(transaction=False)
+        for team_id in teams:
+            t = self.team(team_id)
+            pipe.xlen(t.events).xlen(t.signals).zcard(t.staged_order).zcard(t.completed).zcard(t.failed)
+            pipe.hkeys(t.agents)
+        rows = self.read(pipe.execute) if teams else []
+        usage = {}
+        inboxes = self.client.pipeline(transaction=False)
+        for i, team_id in enumerate(teams):
+            events, signals, staged, completed, failed, agents = rows[i * 6:i * 6 + 6]
+            usage[team_id] = {"events": events, "signals": signals, "staged": staged, "completed": completed,
+                              "failed": failed, "inbox_max": 0, "agents": agents}
+            for agent in agents:
+                inboxes.xlen(self.team(team_id).inbox(agent))
+        lengths = iter(self.read(inboxes.execute) if any(u["agents"] for u in usage.values()) else [])
+        for team_usage in usage.values():
+            team_usage["inbox_max"] = max([next(lengths) for _ in team_usage.pop("agents")], default=0)
+        used = maxmemory = None
+        if self.mode != "mock":
+            info = self.read(self.client.info, "memory", **self._every_master())
+            nodes = [info] if "used_memory" in info else [n for n in info.values() if isinstance(n, dict)]
+            used = sum(int(n.get("used_memory", 0)) for n in nodes)
+            maxmemory = sum(int(n.get("maxmemory", 0)) for n in nodes)
+        return {"used_memory": used, "maxmemory": maxmemory, "teams": usage}
 
 
 def _by_seq(signal: dict) -> int:

@@ -1,7 +1,9 @@
 """Lua scripts: loaded from ``lua/`` once, registered with the client, called with EVALSHA.
 
 Every script begins with ``lua/_common.lua`` (clock, event emitter, error helper); the task
-scripts (``task_*.lua``) also get ``lua/_tasks.lua`` (reaper, fencing checks, retention).
+scripts (``task_*.lua``, and ``register_agent.lua``, which releases a previous incarnation's leases)
+also get ``lua/_tasks.lua`` (reaper, fencing checks, retention); pattern scripts (``pattern_*.lua``)
+get ``lua/_patterns.lua``.
 Errors a script raises on purpose start with an upper-case code (``NOT_FOUND``, ``NOT_HELD``...)
 that :func:`translate_error` maps to the library's exceptions.
 """
@@ -21,6 +23,7 @@ from .exceptions import (
     InvalidInputError,
     LeaseError,
     NotFoundError,
+    StagingFullError,
 )
 
 LUA_DIR = Path(__file__).parent / "lua"
@@ -42,6 +45,7 @@ SCRIPT_NAMES = (
     "pattern_stage",
     "pattern_decide",
     "pattern_restore",
+    "pattern_lock",
     "conflict_create",
     "conflict_resolve",
 )
@@ -54,6 +58,7 @@ ERROR_CODES = {
     "EXISTS": ConflictError,
     "NOT_OWNER": AccessDeniedError,
     "NOT_REGISTERED": InvalidInputError,
+    "FULL": StagingFullError,
 }
 
 
@@ -61,8 +66,10 @@ ERROR_CODES = {
 def source(name: str) -> str:
     """The full source of a script, with its preludes."""
     parts = [(LUA_DIR / "_common.lua").read_text()]
-    if name.startswith("task_"):
+    if name.startswith("task_") or name == "register_agent":
         parts.append((LUA_DIR / "_tasks.lua").read_text())
+    if name.startswith("pattern_"):
+        parts.append((LUA_DIR / "_patterns.lua").read_text())
     parts.append((LUA_DIR / f"{name}.lua").read_text())
     return "\n".join(parts)
 

@@ -130,9 +130,19 @@ EMPATHY_LONG_POLL_THREADS = 64
 from empathy_os.redis_memory import resolve_redis_url  # noqa: E402
 
 EMPATHY_REDIS_URL = resolve_redis_url()
-if EMPATHY_REDIS_URL and not EMPATHY_REDIS_URL.startswith("redis+cluster://"):
+_CLUSTER = bool(EMPATHY_REDIS_URL) and (EMPATHY_REDIS_URL.startswith("redis+cluster://")
+                                        or os.environ.get("REDIS_CLUSTER") == "1")
+#: The channel layer's Redis. channels-redis cannot use a Redis Cluster: with a cluster memory, name a
+#: plain Redis here, or every server process keeps its dashboards to itself (in-memory layer).
+EMPATHY_CHANNELS_URL = env_str("EMPATHY_CHANNELS_URL", "") or (None if _CLUSTER else EMPATHY_REDIS_URL)
+if EMPATHY_CHANNELS_URL:
+    # redis-py 8 reads with a 5 s socket timeout by default: exactly channels-redis's blocking
+    # BZPOPMIN (brpop_timeout = 5 s), so an idle WebSocket would die with a TimeoutError. Reads may
+    # take up to twice that; a dead Redis is still noticed.
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels_redis.core.RedisChannelLayer",
-                                  "CONFIG": {"hosts": [EMPATHY_REDIS_URL], "prefix": "empathy-channels"}}}
+                                  "CONFIG": {"hosts": [{"address": EMPATHY_CHANNELS_URL, "socket_timeout": 10,
+                                                        "socket_connect_timeout": 2}],
+                                             "prefix": "empathy-channels"}}}
 else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 

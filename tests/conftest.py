@@ -1,4 +1,5 @@
-"""Fixtures shared by every test: a private redis-server and the ``memory`` fixture over both backends."""
+"""Fixtures shared by every test: a private redis-server, a private Redis Cluster, and the ``memory``
+fixture over the three backends (mock, redis, cluster)."""
 
 from __future__ import annotations
 
@@ -9,10 +10,9 @@ os.environ.setdefault("EMPATHY_REDIS_MOCK", "1")
 
 import fakeredis  # noqa: E402
 import pytest  # noqa: E402
-import redis  # noqa: E402
 
 from empathy_os import RedisShortTermMemory  # noqa: E402
-from tests.support import RedisServer  # noqa: E402
+from tests.support import RedisClusterServer, RedisServer  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -25,26 +25,53 @@ def redis_server():
 @pytest.fixture
 def redis_url(redis_server):
     """URL of the session's private redis-server, flushed before the test."""
-    client = redis.Redis.from_url(redis_server.url)
-    client.flushdb()
-    client.close()
-    return redis_server.url
+    return redis_server.flush()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster():
+    """A local Redis Cluster of 3 masters (free ports), started on first use and kept for the session."""
+    cluster = RedisClusterServer(masters=3)
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture
+def cluster_url(redis_cluster):
+    """``redis+cluster://`` URL of the session's Redis Cluster, flushed (every master) before the test."""
+    redis_cluster.flush()
+    return redis_cluster.url
 
 
 def make_memory(backend: str, request, **kwargs) -> RedisShortTermMemory:
     if backend == "mock":
         client = fakeredis.FakeRedis(server=fakeredis.FakeServer(), decode_responses=True)
         return RedisShortTermMemory(client=client, **kwargs)
-    url = request.getfixturevalue("redis_url")
+    url = request.getfixturevalue("cluster_url" if backend == "cluster" else "redis_url")
     memory = RedisShortTermMemory(url, **kwargs)
     request.addfinalizer(memory.client.close)
     return memory
 
 
-@pytest.fixture(params=["mock", "redis"])
+BACKENDS = ("mock", "redis", "cluster")
+#: Where the "cluster" backend runs too: the library's behavioural tests. Elsewhere (the site, the
+#: examples, the bench) ``backend`` is mock and redis: those tests start processes of their own on a
+#: Redis URL and check what they print, which the cluster run of the library does not change.
+CLUSTER_TESTS = ("tests/integration/",)
+
+
+@pytest.fixture
 def backend(request):
-    """The name of the backend under test: fakeredis ("mock") or the private redis-server ("redis")."""
+    """The name of the backend under test: fakeredis ("mock"), the private redis-server ("redis") or
+    the private Redis Cluster of 3 masters ("cluster"; tests in CLUSTER_TESTS only)."""
     return request.param
+
+
+def pytest_generate_tests(metafunc):
+    """Run every test that uses ``backend`` (or ``memory``, ``memory_factory``) once per backend."""
+    if "backend" in metafunc.fixturenames:
+        cluster = metafunc.definition.nodeid.startswith(CLUSTER_TESTS)
+        metafunc.parametrize("backend", BACKENDS if cluster else BACKENDS[:2], indirect=True)
 
 
 @pytest.fixture
@@ -65,3 +92,10 @@ def memory_factory(backend, request):
         return make_memory(backend, request, **kwargs)
 
     return factory
+
+
+def pytest_collection_modifyitems(config, items):
+    """Browser tests run last. Their session-wide fixtures stay up until the session ends: Playwright's
+    sync API keeps an event loop running in the main thread (async tests cannot run beside it), and the
+    site server's relay reads the private redis-server's event streams as group "relay"."""
+    items.sort(key=lambda item: item.nodeid.startswith("tests/browser/"))

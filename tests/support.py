@@ -17,23 +17,39 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def redis_server_binary() -> str:
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise RuntimeError("redis-server is not installed: run ./setup.sh (it installs redis-server)")
+    return binary
+
+
 class RedisServer:
-    """A ``redis-server`` process of the test session's own, stopped by :meth:`stop`."""
+    """A ``redis-server`` process of the test session's own, stopped by :meth:`stop`.
+
+    Subclasses that start it differently override :meth:`command` (port and directory are set)."""
 
     def __init__(self, *extra_args: str):
-        binary = shutil.which("redis-server")
-        if binary is None:
-            raise RuntimeError("redis-server is not installed: run ./setup.sh (it installs redis-server)")
         self.port = free_port()
         self.dir = tempfile.mkdtemp(prefix="empathy-redis-")
-        self.args = [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-                     "--appendonly", "no", "--dir", self.dir, *extra_args]
+        self.args = self.command(*extra_args)
         self.process = None
         self.start()
+
+    def command(self, *extra_args: str) -> list[str]:
+        return [redis_server_binary(), "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+                "--appendonly", "no", "--dir", self.dir, *extra_args]
 
     @property
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
+
+    def flush(self) -> str:
+        """Empty its database; returns its URL."""
+        client = redis.Redis.from_url(self.url)
+        client.flushdb()
+        client.close()
+        return self.url
 
     def start(self) -> None:
         self.process = subprocess.Popen(self.args, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
@@ -63,3 +79,70 @@ class RedisServer:
             except subprocess.TimeoutExpired:
                 self.kill()
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class RedisClusterServer:
+    """A local Redis Cluster of the test session's own: ``masters`` cluster-enabled ``redis-server``
+    processes on free ports, joined with ``redis-cli --cluster create`` (no replicas), stopped by
+    :meth:`stop`. Each node keeps its ``nodes.conf`` in its own temporary directory."""
+
+    def __init__(self, masters: int = 3, node_timeout_ms: int = 5000):
+        cli = shutil.which("redis-cli")
+        if cli is None:
+            raise RuntimeError("redis-cli is not installed: run ./setup.sh (Debian's redis-server brings redis-tools)")
+        self.nodes: list[RedisServer] = []
+        try:
+            for _ in range(masters):
+                # The bus port is set apart: the default (port + 10000) overflows for ports above 55535.
+                self.nodes.append(RedisServer("--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+                                              "--cluster-port", str(free_port()),
+                                              "--cluster-node-timeout", str(node_timeout_ms)))
+            self._create(cli)
+            self.wait_ok()
+        except BaseException:
+            self.stop()
+            raise
+
+    @property
+    def url(self) -> str:
+        """The library's cluster URL (any node will do: the client discovers the others)."""
+        return f"redis+cluster://127.0.0.1:{self.nodes[0].port}/0"
+
+    def _create(self, cli: str) -> None:
+        addresses = [f"127.0.0.1:{node.port}" for node in self.nodes]
+        done = subprocess.run([cli, "--cluster", "create", *addresses, "--cluster-replicas", "0", "--cluster-yes"],
+                              capture_output=True, text=True, timeout=60)
+        if done.returncode:
+            raise RuntimeError(f"redis-cli --cluster create failed: {done.stdout[-2000:]}{done.stderr[-2000:]}")
+
+    def wait_ok(self, timeout: float = 30.0) -> None:
+        """Until every node says ``cluster_state:ok`` and knows every other node (slots are all served)."""
+        deadline = time.monotonic() + timeout
+        clients = [redis.Redis(port=node.port, socket_connect_timeout=0.5, decode_responses=True)
+                   for node in self.nodes]
+        try:
+            while True:
+                infos = [client.cluster("info") for client in clients]
+                if all(info.get("cluster_state") == "ok" and int(info.get("cluster_known_nodes", 0)) == len(self.nodes)
+                       for info in infos):
+                    return
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"the cluster did not reach cluster_state:ok: {infos}")
+                time.sleep(0.05)
+        finally:
+            for client in clients:
+                client.close()
+
+    def flush(self) -> None:
+        """FLUSHALL on every master (the cluster client sends it to each primary)."""
+        from redis.cluster import RedisCluster
+
+        client = RedisCluster(host="127.0.0.1", port=self.nodes[0].port)
+        try:
+            client.flushall(target_nodes=RedisCluster.PRIMARIES)
+        finally:
+            client.close()
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.stop()

@@ -32,10 +32,18 @@ def test_it_gives_unacknowledged_events_of_a_dead_reader_to_another(memory):
     assert [f["task"] for _, _, f in alive.read(block_ms=10)] == ["t1"]
 
 
-def test_it_follows_teams_created_later(memory):
+def test_it_follows_teams_created_later_from_their_first_event(memory):
     reader = EventReader(memory, teams_refresh_s=0)
     assert reader.read(block_ms=10) == []
     AgentCoordinator(memory, "late").register_agent("a", ["x"])
-    reader.read(block_ms=10)  # discovers the team; its events start now
     AgentCoordinator(memory, "late").add_task(AgentTask("t9", "x"))
-    assert [(team, f["kind"]) for team, _, f in reader.read(block_ms=10)] == [("late", "task.added")]
+    assert [(team, f["kind"]) for team, _, f in reader.read(block_ms=10)] == [
+        ("late", "agent.registered"), ("late", "task.added")]
+
+
+def test_it_reads_the_teams_there_at_start_from_then_on(memory):
+    AgentCoordinator(memory, "early").register_agent("a", ["x"])
+    reader = EventReader(memory, teams_refresh_s=0)
+    assert reader.read(block_ms=10) == []
+    AgentCoordinator(memory, "early").add_task(AgentTask("t1", "x"))
+    assert [(team, f["kind"]) for team, _, f in reader.read(block_ms=10)] == [("early", "task.added")]

@@ -271,3 +271,21 @@ def test_it_lets_contributors_act_only_as_themselves(coord):
     with pytest.raises(PermissionError):
         observer.add_task(AgentTask("t9", "x"))
     assert observer.aggregate_results()["total_completed"] == 0
+
+
+def test_it_returns_the_leases_of_a_restarted_agent_to_the_queue(memory):
+    # A process that died holding a lease, replaced by one with the same agent id: the new process's
+    # heartbeats must not keep the dead one's task in progress for ever.
+    coordinator = AgentCoordinator(memory, "t1")
+    coordinator.register_agent("worker", ["x"])
+    coordinator.add_task(AgentTask("t1", "x"))
+    assert coordinator.claim_task("worker", "x").task_id == "t1"
+
+    assert coordinator.register_agent("worker", ["x"]) == 1  # the restarted process
+    coordinator.heartbeat("worker")
+    task = coordinator.get_task("t1")
+    assert task.status == "pending" and "registered again" in task.reason
+    again = coordinator.claim_task("worker", "x")
+    assert again.task_id == "t1" and again.attempts == 2
+    assert coordinator.register_agent("worker", ["x"]) == 1
+    assert coordinator.register_agent("worker", ["x"]) == 0

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import pytest
 from django.test import Client
 
-from coordination import memory as site_memory_module
+from coordination.memory import memory_in_use
 from coordination.tokens import issue_token
 from empathy_os import AccessTier
 
@@ -26,10 +26,8 @@ TIERS = ("observer", "contributor", "validator", "steward")
 @pytest.fixture
 def site_memory(memory):
     """Make the ``memory`` fixture (mock or real redis-server) the site's memory for this test."""
-    previous = site_memory_module._memory
-    site_memory_module.set_memory(memory)
-    yield memory
-    site_memory_module.set_memory(previous)
+    with memory_in_use(memory):
+        yield memory
 
 
 @dataclass(frozen=True)

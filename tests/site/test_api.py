@@ -19,7 +19,7 @@ from django.conf import settings
 from django.core.management import CommandError, call_command
 from django.db import DatabaseError, connection, connections
 
-from coordination import memory as site_memory_module
+from coordination.memory import memory_in_use
 from coordination.models import AgentToken
 from empathy_os import AccessTier, AgentCredentials, RedisShortTermMemory
 from patterns.models import LibraryLookup, LibraryPattern, PatternDecision
@@ -64,7 +64,7 @@ def test_openapi_schema_and_docs_page(api, site_memory):
 def test_register_add_claim_complete_and_results(api, site_memory, agents):
     worker, lead = agents["contributor"], agents["steward"]
     assert api.post("/agents/register", {"capabilities": ["review"]}, token=worker).json() == {
-        "agent_id": worker.agent_id, "team_id": TEAM, "capabilities": ["review"]}
+        "agent_id": worker.agent_id, "team_id": TEAM, "capabilities": ["review"], "released": 0}
     listed = api.get("/agents", token=agents["observer"]).json()
     assert [(a["agent_id"], a["capabilities"], a["active"]) for a in listed] == [(worker.agent_id, ["review"], True)]
 
@@ -468,11 +468,9 @@ def dead_redis(db):
     server = RedisServer()
     memory = RedisShortTermMemory(server.url)
     memory.stash(AgentCredentials("a", AccessTier.CONTRIBUTOR, TEAM), "k", 1)  # it worked before
-    previous = site_memory_module._memory
-    site_memory_module.set_memory(memory)
-    server.kill()
-    yield memory
-    site_memory_module.set_memory(previous)
+    with memory_in_use(memory):
+        server.kill()
+        yield memory
     memory.client.close()
     server.stop()
 

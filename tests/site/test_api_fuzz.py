@@ -16,7 +16,7 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
 
-from coordination import memory as site_memory_module
+from coordination.memory import memory_in_use
 from empathy_os import RedisShortTermMemory
 from empathy_site.asgi import application
 
@@ -33,10 +33,8 @@ schema = schemathesis.openapi.from_asgi("/api/v1/openapi.json", application)
 def fuzz_memory():
     """A fresh fakeredis memory as the site's memory (the fuzzing runs on the mock backend)."""
     memory = RedisShortTermMemory(client=fakeredis.FakeRedis(server=fakeredis.FakeServer(), decode_responses=True))
-    previous = site_memory_module._memory
-    site_memory_module.set_memory(memory)
-    yield memory
-    site_memory_module.set_memory(previous)
+    with memory_in_use(memory):
+        yield memory
 
 
 @pytest.fixture

@@ -5,16 +5,7 @@ import json
 import pytest
 from asgiref.testing import ApplicationCommunicator
 
-from coordination import memory as site_memory
 from empathy_site.asgi import application
-
-
-@pytest.fixture
-def on_memory(memory):
-    previous = site_memory._memory
-    site_memory.set_memory(memory)
-    yield memory
-    site_memory.set_memory(previous)
 
 
 async def call(method, path, body=b"", headers=()):
@@ -36,10 +27,10 @@ async def call(method, path, body=b"", headers=()):
     return {"status": start["status"], "headers": start["headers"], "body": b"".join(body_parts)}
 
 
-async def test_it_answers_health_as_json_with_security_headers(on_memory):
+async def test_it_answers_health_as_json_with_security_headers(site_memory):
     response = await call("GET", "/api/v1/health")
     assert response["status"] == 200
-    assert json.loads(response["body"])["memory_mode"] == on_memory.mode
+    assert json.loads(response["body"])["memory_mode"] == site_memory.mode
     headers = {k.decode().lower(): v.decode() for k, v in response["headers"]}
     assert headers["x-content-type-options"] == "nosniff"
     assert headers["x-frame-options"] == "DENY"
@@ -50,7 +41,7 @@ async def test_it_answers_health_as_json_with_security_headers(on_memory):
     ("DELETE", "/api/v1/health", 405, "method_not_allowed"),
     ("GET", "/api/v1/stats", 401, "unauthorized"),
 ])
-async def test_it_keeps_errors_json_on_the_lean_stack(on_memory, method, path, status, code):
+async def test_it_keeps_errors_json_on_the_lean_stack(site_memory, method, path, status, code):
     response = await call(method, path)
     assert response["status"] == status
     body = json.loads(response["body"])
@@ -58,9 +49,12 @@ async def test_it_keeps_errors_json_on_the_lean_stack(on_memory, method, path, s
 
 
 @pytest.mark.django_db(transaction=True)
-async def test_it_serves_the_site_with_the_full_stack(on_memory):
+async def test_it_serves_the_site_with_the_full_stack(site_memory):
     response = await call("GET", "/")
-    assert response["status"] == 200
+    assert response["status"] == 302
     headers = {k.decode().lower(): v.decode() for k, v in response["headers"]}
+    assert headers["location"].startswith("/accounts/login/")
     assert headers["x-frame-options"] == "DENY"
-    assert b'id="memory-mode"' in response["body"]
+    login = await call("GET", "/accounts/login/")
+    assert login["status"] == 200
+    assert b'name="csrfmiddlewaretoken"' in login["body"]

@@ -3,22 +3,31 @@ import json
 from django.core.management.base import BaseCommand, CommandError
 
 from coordination.bench_http import format_http_table, run_http_bench
+from coordination.bench_live import format_live_table, run_live_bench
 from empathy_os import MemoryUnavailableError, get_redis_memory
+from empathy_os.redis_memory import resolve_redis_url
 from empathy_os import bench as library_bench
 
 
 class Command(BaseCommand):
     help = ("Benchmark the library against raw Redis round trips (same as python -m empathy_os.bench), "
-            "or with --http the agent API through a real daphne server.")
+            "with --http the agent API through a real daphne server, or with --live the time from a "
+            "library change to a dashboard's DOM in headless Chromium, with 100 dashboard WebSockets open.")
 
     def add_arguments(self, parser):
         parser.add_argument("--http", action="store_true", help="benchmark claim/complete over the HTTP API")
+        parser.add_argument("--live", action="store_true",
+                            help="benchmark event -> browser DOM on a live dashboard (needs a Redis)")
+        parser.add_argument("--sockets", type=int, default=100,
+                            help="--live only: dashboard WebSockets open during the run (default 100)")
         parser.add_argument("--samples", type=int, default=None)
         parser.add_argument("--json", action="store_true")
         parser.add_argument("--mock", action="store_true", help="library bench only: use the in-process mock")
         parser.add_argument("--url", help="Redis URL (default: REDIS_URL, localhost:6379, else mock)")
 
     def handle(self, *args, **options):
+        if options["live"]:
+            return self.handle_live(options)
         if not options["http"]:
             argv = ["--json"] if options["json"] else []
             if options["samples"]:
@@ -38,3 +47,15 @@ class Command(BaseCommand):
         except (MemoryUnavailableError, RuntimeError) as exc:
             raise CommandError(str(exc)) from None
         self.stdout.write(json.dumps(report) if options["json"] else format_http_table(report))
+
+    def handle_live(self, options):
+        url = options["url"] or resolve_redis_url()
+        if options["mock"] or not url:
+            raise CommandError("bench --live needs a Redis (the site runs in another process): "
+                               "start one on localhost:6379 or set REDIS_URL / --url")
+        try:
+            report = run_live_bench(url, options["samples"] or 200, options["sockets"],
+                                    log=(lambda *_: None) if options["json"] else self.stderr.write)
+        except (MemoryUnavailableError, RuntimeError, ValueError) as exc:
+            raise CommandError(str(exc)) from None
+        self.stdout.write(json.dumps(report) if options["json"] else format_live_table(report))

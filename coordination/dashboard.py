@@ -1,0 +1,272 @@
+"""What the team pages show, read through the library and rendered as partials.
+
+The page views and the ``TeamConsumer`` both render through :func:`render_parts`, so a partial is
+the same on first load and on every live update. Nothing here talks to Redis directly: every read
+is an ``empathy_os`` call. Everything is synchronous (consumers call it in a worker thread).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import datetime, timezone
+
+from django.template.loader import render_to_string
+
+from empathy_os import AccessTier, AgentCoordinator, AgentCredentials, TeamSession, list_sessions
+from empathy_os.coordinator import TASK_STATUSES
+from empathy_os.keys import validate_id
+
+from .access import human_agent_id
+
+#: Tasks shown per column of the board (the column says how many there are in all). The finished
+#: columns show the newest few: every live update of a column goes to every open dashboard, and its
+#: size is most of an update's cost (bytes written to each WebSocket).
+COLUMN_LIMITS = {"pending": 50, "in_progress": 50, "completed": 20, "failed": 20}
+#: Signals shown in the feed.
+FEED_LIMIT = 50
+#: Sessions shown (most recently active first).
+SESSION_LIMIT = 20
+#: An agent seen within this many seconds (but not within ``agent_active_seconds``) is idle; older is gone.
+IDLE_SECONDS = 600
+#: Shared context values longer than this (as JSON) are cut in the page.
+VALUE_PREVIEW_CHARS = 2000
+#: The feed looks back over growing windows of the events stream (seconds) until it has enough signals.
+FEED_WINDOWS = (60, 600, 3600, 6 * 3600, 24 * 3600)
+#: Events read per call while scanning a window.
+EVENT_PAGE = 500
+
+COLUMN_TITLES = {"pending": "Pending", "in_progress": "In progress", "completed": "Completed", "failed": "Failed"}
+COLUMN_ORDER = {"pending": "highest priority first", "in_progress": "soonest lease expiry first",
+                "completed": "newest first", "failed": "newest first"}
+
+#: Partial name -> template. A column partial is named after its DOM id (``tasks-<status>``).
+TEMPLATES = {
+    "agents": "coordination/partials/agent_list.html",
+    **{f"tasks-{status}": "coordination/partials/task_column.html" for status in TASK_STATUSES},
+    "signals": "coordination/partials/signal_feed.html",
+    "sessions": "coordination/partials/session_list.html",
+    "counters": "coordination/partials/team_counters.html",
+}
+ALL_PARTS = tuple(TEMPLATES)
+BOARD = tuple(f"tasks-{status}" for status in TASK_STATUSES)
+
+#: Event kind -> the partials it can change (kinds not listed: by prefix, see :func:`parts_for_event`).
+EVENT_PARTS = {
+    "task.added": ("tasks-pending", "counters"),
+    "task.claimed": ("tasks-pending", "tasks-in_progress", "counters", "agents"),
+    "task.lease_extended": ("tasks-in_progress",),
+    "task.completed": ("tasks-in_progress", "tasks-completed", "counters"),
+    "task.requeued": ("tasks-pending", "tasks-in_progress", "counters"),
+    "task.failed": ("tasks-pending", "tasks-in_progress", "tasks-failed", "counters"),
+    "signal.sent": ("signals",),
+}
+
+
+def is_valid_id(value) -> bool:
+    try:
+        validate_id(value)
+    except ValueError:
+        return False
+    return True
+
+
+def parts_for_event(event: dict) -> tuple[str, ...]:
+    """The partials to re-render after a relayed event (``event["type"]`` is its kind)."""
+    kind = event.get("type", "")
+    if kind in EVENT_PARTS:
+        return EVENT_PARTS[kind]
+    if kind == "agent.heartbeat" and str(event.get("leases", "0")) not in ("", "0"):
+        return ("agents", "tasks-in_progress")  # the heartbeat renewed leases: new expiries
+    if kind.startswith("agent."):
+        return ("agents",)
+    if kind.startswith("task."):
+        return (*BOARD, "counters")
+    if kind.startswith("session."):
+        return ("sessions",)
+    return ("counters",)
+
+
+def reader_credentials(user, team_id: str) -> AgentCredentials:
+    """Who the page reads as: the person, at the observer tier (a page never writes)."""
+    return AgentCredentials(human_agent_id(user), AccessTier.OBSERVER, team_id)
+
+
+def human_age(seconds: float) -> str:
+    """``"12 s ago"``, ``"3 min ago"``, ``"in 40 s"`` (static/js/dashboard.js says the same as time passes)."""
+    ahead = seconds < 0
+    n = abs(seconds)
+    if n < 90:
+        text = f"{int(n)} s"
+    elif n < 5400:
+        text = f"{int(n // 60)} min"
+    elif n < 172800:
+        text = f"{int(n // 3600)} h"
+    else:
+        text = f"{int(n // 86400)} d"
+    return f"in {text}" if ahead else f"{text} ago"
+
+
+def moment(ts: float | None, now: float) -> dict | None:
+    """What a ``<time>`` element shows for ``ts`` (epoch seconds), as seen at ``now``."""
+    if ts is None:
+        return None
+    return {"ts": f"{ts:.3f}", "age": f"{now - ts:.3f}", "text": human_age(now - ts),
+            "iso": datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="seconds")}
+
+
+# -- reads ------------------------------------------------------------------------------------------
+
+
+def team_summaries(memory) -> list[dict]:
+    """Every team with its agent and task counts."""
+    out = []
+    for team_id in memory.list_teams():
+        coordinator = AgentCoordinator(memory, team_id)
+        agents = coordinator.get_agents()
+        out.append({"team_id": team_id, "agents": len(agents),
+                    "active_agents": sum(1 for a in agents if a["active"]), "tasks": coordinator.count_tasks()})
+    return out
+
+
+def _agent_status(last_seen, now: float, active_seconds: int) -> str:
+    if last_seen is None:
+        return "gone"
+    age = now - last_seen
+    if age <= active_seconds:
+        return "active"
+    return "idle" if age <= IDLE_SECONDS else "gone"
+
+
+def agents_context(coordinator: AgentCoordinator, now: float) -> dict:
+    active_seconds = coordinator.memory.config.agent_active_seconds
+    agents = [{**a, "status": _agent_status(a["last_seen"], now, active_seconds),
+               "seen": moment(a["last_seen"], now)}
+              for a in coordinator.get_agents()]
+    return {"agents": agents, "active_seconds": active_seconds, "idle_seconds": IDLE_SECONDS}
+
+
+def column_context(coordinator: AgentCoordinator, status: str, total: int, now: float) -> dict:
+    tasks = coordinator.list_tasks(status, limit=COLUMN_LIMITS[status]) if total else []
+    items = [{"task": t, "lease": moment(t.lease_expires_at, now), "finished": moment(t.finished_at, now),
+              "created": moment(t.created_at, now)} for t in tasks]
+    return {"status": status, "title": COLUMN_TITLES[status], "order": COLUMN_ORDER[status], "items": items,
+            "total": max(total, len(items))}
+
+
+def _event_ms(event_id: str) -> int:
+    return int(event_id.partition("-")[0])
+
+
+def _scan_events(memory, team_id: str, start_ms: int, end_ms: int | None, kind: str) -> list[dict]:
+    """Events of ``kind`` with ids in [start_ms, end_ms), oldest first, read forward page by page."""
+    found, after = [], f"{start_ms - 1}-18446744073709551615"
+    while True:
+        events = memory.read_events(team_id, after, count=EVENT_PAGE)
+        for event in events:
+            if end_ms is not None and _event_ms(event["id"]) >= end_ms:
+                return found
+            if event.get("kind") == kind:
+                found.append(event)
+        if len(events) < EVENT_PAGE:
+            return found
+        after = events[-1]["id"]
+
+
+def recent_signals(memory, team_id: str, now: float, limit: int = FEED_LIMIT) -> list[dict]:
+    """The team's latest signals (targeted and broadcast), newest first, from its events stream.
+
+    The library has no "latest signals" read, so this looks back over growing windows of the
+    events stream (``signal.sent`` events carry the signal id, sender, type and target).
+    """
+    now_ms = int(now * 1000)
+    found: list[dict] = []
+    end_ms = None
+    for window in FEED_WINDOWS:
+        start_ms = now_ms - window * 1000
+        found = _scan_events(memory, team_id, start_ms, end_ms, "signal.sent") + found
+        if len(found) >= limit:
+            break
+        end_ms = start_ms
+    signals = []
+    for event in reversed(found[-limit:]):
+        # The signal's own id is unique in its stream only (an inbox and the broadcast stream can
+        # both hold "<ms>-0"), so the DOM id uses the event's id, unique in the team's events stream.
+        signals.append({"id": event.get("signal", ""), "dom_id": event["id"].replace("-", "_"),
+                        "sender": event.get("agent", ""),
+                        "signal_type": event.get("signal_type", ""), "target": event.get("target") or None,
+                        "sent": moment(int(event.get("ts") or _event_ms(event["id"])) / 1000, now)})
+    return signals
+
+
+def completions_last_minute(memory, team_id: str, now: float) -> int:
+    """Tasks completed in the last 60 seconds (``task.completed`` events)."""
+    return len(_scan_events(memory, team_id, int((now - 60) * 1000), None, "task.completed"))
+
+
+def counters_context(coordinator: AgentCoordinator, counts: dict, now: float) -> dict:
+    return {"counts": counts, "throughput": completions_last_minute(coordinator.memory, coordinator.team_id, now)}
+
+
+def _preview(value) -> str:
+    text = json.dumps(value, indent=2, ensure_ascii=False, sort_keys=True)
+    return text if len(text) <= VALUE_PREVIEW_CHARS else text[:VALUE_PREVIEW_CHARS] + "\n…"
+
+
+def sessions_context(memory, credentials: AgentCredentials) -> dict:
+    sessions = []
+    for info in list_sessions(memory, credentials.team_id, limit=SESSION_LIMIT):
+        # An observer's handle only reads: opening it creates or touches nothing.
+        context = TeamSession(memory, info["session_id"], team_id=credentials.team_id,
+                              credentials=credentials).get_context()
+        sessions.append({**info, "context": [(key, _preview(value)) for key, value in context.items()],
+                         "active": moment(info["last_activity"], time.time())})
+    return {"sessions": sessions}
+
+
+def team_context(memory, credentials: AgentCredentials, parts=ALL_PARTS) -> dict:
+    """The context of the named partials (keys: ``agents``, ``columns``, ``signals``, ...)."""
+    now = time.time()
+    coordinator = AgentCoordinator(memory, credentials.team_id, credentials)
+    ctx: dict = {"team_id": credentials.team_id, "now": now}
+    counts = coordinator.count_tasks() if any(p in BOARD or p == "counters" for p in parts) else {}
+    if "agents" in parts:
+        ctx["agents"] = agents_context(coordinator, now)
+    ctx["columns"] = {p.removeprefix("tasks-"): column_context(coordinator, p.removeprefix("tasks-"),
+                                                                counts[p.removeprefix("tasks-")], now)
+                      for p in parts if p in BOARD}
+    if "signals" in parts:
+        ctx["signals"] = recent_signals(memory, credentials.team_id, now)
+    if "sessions" in parts:
+        ctx["sessions"] = sessions_context(memory, credentials)
+    if "counters" in parts:
+        ctx["counters"] = counters_context(coordinator, counts, now)
+    return ctx
+
+
+def render_parts(memory, credentials: AgentCredentials, parts=ALL_PARTS, extra: dict | None = None) -> list[str]:
+    """Render the named partials for one reader (each carries ``hx-swap-oob``)."""
+    ctx = {**team_context(memory, credentials, parts), **(extra or {})}
+    out = []
+    for name in parts:
+        if name in BOARD:
+            out.append(render_to_string(TEMPLATES[name], {**ctx, "column": ctx["columns"][name.removeprefix("tasks-")]}))
+        else:
+            out.append(render_to_string(TEMPLATES[name], ctx))
+    return out
+
+
+def task_detail(memory, credentials: AgentCredentials, task_id: str) -> dict | None:
+    """A task with its pretty-printed context and result and its lease history; None if unknown."""
+    coordinator = AgentCoordinator(memory, credentials.team_id, credentials)
+    task = coordinator.get_task(task_id)
+    if task is None:
+        return None
+    now = time.time()
+    history = [{**entry, "when": moment(entry["at"], now)} for entry in coordinator.get_task_history(task_id)]
+    return {"task": task, "history": history, "lease": moment(task.lease_expires_at, now),
+            "created": moment(task.created_at, now), "claimed": moment(task.claimed_at, now),
+            "finished": moment(task.finished_at, now),
+            "context_json": json.dumps(task.context, indent=2, ensure_ascii=False, sort_keys=True),
+            "result_json": None if task.result is None else json.dumps(task.result, indent=2, ensure_ascii=False,
+                                                                          sort_keys=True)}

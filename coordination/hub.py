@@ -1,0 +1,153 @@
+"""Process-local fan-out of channel-layer groups to the live consumers of this server process.
+
+Without it, every open page is a member of its groups in the channel layer: an event for a team
+watched by 100 pages is 100 messages in Redis, which the process then pops one by one (channels-redis
+reads its process's messages with one BZPOPMIN each). With it, the process joins each group once,
+with one channel per group, and hands every message it receives to the inboxes (asyncio queues) of
+its local consumers: one message per event and per process, whatever the number of pages.
+
+A consumer's inbox is read in the consumer's own task, in order, like its own channel would be.
+If the layer's Redis goes away, the members of a group get ``memory.status`` offline; when it
+answers again the group is joined again (a restarted Redis forgot it) and they get ``live.resync``
+(send a fresh snapshot: events relayed meanwhile were lost).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import weakref
+from dataclasses import dataclass, field
+
+from channels.layers import get_channel_layer
+
+from empathy_os.redis_memory import UNAVAILABLE
+
+log = logging.getLogger("coordination.hub")
+
+#: Messages an inbox holds before it is replaced by one "resync" (a page that cannot keep up gets a
+#: fresh snapshot instead of a backlog: events are notices, the snapshot says everything).
+INBOX_LIMIT = 256
+#: channels-redis forgets a group membership after ``group_expiry`` (a day by default): join again
+#: at least this often.
+REJOIN_SECONDS = 3600.0
+#: Longest wait between two tries to join a group again while the layer's Redis is away.
+RETRY_MAX_DELAY = 0.5
+
+OFFLINE = {"type": "memory.status", "online": False}
+RESYNC = {"type": "live.resync"}
+
+
+def put(inbox: asyncio.Queue, message: dict) -> None:
+    """Queue ``message``; a full inbox is emptied and told to resync instead."""
+    try:
+        inbox.put_nowait(message)
+    except asyncio.QueueFull:
+        while not inbox.empty():
+            inbox.get_nowait()
+        inbox.put_nowait(RESYNC)
+
+
+@dataclass
+class _Group:
+    name: str
+    members: set = field(default_factory=set)
+    channel: str | None = None
+    joined: asyncio.Future | None = None
+    joined_at: float = 0.0
+    pump: asyncio.Task | None = None
+
+
+class LocalGroups:
+    """This event loop's memberships: ``join(group, inbox)`` / ``leave(group, inbox)``."""
+
+    def __init__(self, layer=None):
+        self.layer = layer or get_channel_layer()
+        self.groups: dict[str, _Group] = {}
+
+    async def join(self, name: str, inbox: asyncio.Queue) -> None:
+        """Add ``inbox`` to ``name``; returns once the process is a member of the group in the layer,
+        so that a snapshot read afterwards misses no event."""
+        group = self.groups.get(name)
+        if group is None:
+            group = self.groups[name] = _Group(name)
+            group.joined = asyncio.ensure_future(self._join_layer(group))
+        group.members.add(inbox)
+        try:
+            await asyncio.shield(group.joined)
+        except BaseException:
+            group.members.discard(inbox)
+            joined = group.joined
+            failed = joined.done() and (joined.cancelled() or joined.exception() is not None)
+            if self.groups.get(name) is group and (failed or not group.members):
+                del self.groups[name]  # a failed join is tried afresh by the next page
+            raise
+        if group.pump is None:
+            group.pump = asyncio.ensure_future(self._pump(group))
+
+    async def _join_layer(self, group: _Group) -> None:
+        group.channel = await self.layer.new_channel(prefix="hub")
+        await self.layer.group_add(group.name, group.channel)
+        group.joined_at = time.monotonic()
+
+    async def leave(self, name: str, inbox: asyncio.Queue) -> None:
+        group = self.groups.get(name)
+        if group is None:
+            return
+        group.members.discard(inbox)
+        if group.members:
+            return
+        del self.groups[name]
+        if group.pump is not None:
+            group.pump.cancel()
+        if group.channel is not None:
+            try:
+                await self.layer.group_discard(group.name, group.channel)
+            except UNAVAILABLE:
+                pass  # the layer's Redis is away; it expires the membership by itself
+
+    async def _pump(self, group: _Group) -> None:
+        while True:
+            try:
+                message = await self.layer.receive(group.channel)
+            except asyncio.CancelledError:
+                raise
+            except UNAVAILABLE:
+                self._deliver(group, OFFLINE)
+                await self._rejoin(group)
+                self._deliver(group, RESYNC)
+                continue
+            self._deliver(group, message)
+            if time.monotonic() - group.joined_at > REJOIN_SECONDS:
+                await self._try_rejoin(group)
+
+    def _deliver(self, group: _Group, message: dict) -> None:
+        for inbox in list(group.members):
+            put(inbox, message)
+
+    async def _rejoin(self, group: _Group) -> None:
+        delay = 0.05
+        while not await self._try_rejoin(group):
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, RETRY_MAX_DELAY)
+
+    async def _try_rejoin(self, group: _Group) -> bool:
+        try:
+            await self.layer.group_add(group.name, group.channel)
+        except UNAVAILABLE:
+            return False
+        group.joined_at = time.monotonic()
+        return True
+
+
+_by_loop: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, LocalGroups]" = weakref.WeakKeyDictionary()
+
+
+def local_groups() -> LocalGroups:
+    """The memberships of the running event loop (one per server process; one per test's loop)."""
+    loop = asyncio.get_running_loop()
+    groups = _by_loop.get(loop)
+    if groups is None:
+        groups = _by_loop[loop] = LocalGroups()
+    return groups

@@ -1,0 +1,62 @@
+"""What the consumer tests share: the site on the test's memory, logged-in cookies, a WebSocket.
+
+The consumers run inside the real ASGI application (origin check, session auth, routing); the tests
+drive the relay themselves (no embedded relay).
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from channels.testing import WebsocketCommunicator
+from django.contrib.auth.models import Group, User
+from django.test import Client
+
+from coordination.memory import memory_in_use
+from empathy_site.asgi import application
+
+#: Cookie names for the ``cookies`` fixture: one person per tier, and ``nobody`` in no tier group.
+PEOPLE = {"observer": "Observer", "contributor": "Contributor", "validator": "Validator", "steward": "Steward",
+          "nobody": None}
+
+
+@pytest.fixture
+def site_memory(memory, settings):
+    """The ``memory`` fixture as the site's memory; no embedded relay (the tests drive one)."""
+    settings.EMPATHY_EMBEDDED_RELAY = False
+    with memory_in_use(memory):
+        yield memory
+
+
+def session_cookie(username: str, group: str | None) -> tuple[bytes, bytes]:
+    """A ``cookie`` header of a logged-in session of a new user in ``group`` (None: no group)."""
+    user = User.objects.create_user(username)
+    if group:
+        user.groups.add(Group.objects.get_or_create(name=group)[0])
+    client = Client()
+    client.force_login(user)
+    return (b"cookie", f"sessionid={client.cookies['sessionid'].value}".encode())
+
+
+@pytest.fixture
+def cookies(db):
+    """A logged-in session cookie header per name of PEOPLE."""
+    return {name: session_cookie(f"{name}-person", group) for name, group in PEOPLE.items()}
+
+
+async def connect(path: str, cookie=None, origin=b"http://localhost"):
+    """Open a WebSocket to ``path``: ``(communicator, connected, close code)``."""
+    headers = [(b"origin", origin), (b"host", b"localhost")]
+    if cookie is not None:
+        headers.append(cookie)
+    communicator = WebsocketCommunicator(application, path, headers=headers)
+    connected, code = await communicator.connect(timeout=5)
+    if not connected:
+        await communicator.disconnect()  # the browser goes: the refused consumer ends
+    return communicator, connected, code
+
+
+def ids_of(html: str) -> list[str]:
+    """The ids of the top-level elements of a message (each one swapped out of band)."""
+    return re.findall(r'^<\w+ [^>]*?\bid="([^"]+)"[^>]*hx-swap-oob="true"', html, re.M)
