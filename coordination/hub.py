@@ -35,8 +35,13 @@ REJOIN_SECONDS = 3600.0
 #: Longest wait between two tries to join a group again while the layer's Redis is away.
 RETRY_MAX_DELAY = 0.5
 
+#: How long ``leave`` waits for a cancelled pump to end before telling it to stop with a message.
+STOP_GRACE_SECONDS = 0.5
+
 OFFLINE = {"type": "memory.status", "online": False}
 RESYNC = {"type": "live.resync"}
+#: Sent by ``leave`` to the group's own channel when the pump outlived its cancellation.
+STOP = {"type": "hub.stop"}
 
 
 def put(inbox: asyncio.Queue, message: dict) -> None:
@@ -57,6 +62,11 @@ class _Group:
     joined: asyncio.Future | None = None
     joined_at: float = 0.0
     pump: asyncio.Task | None = None
+
+    @property
+    def stopped(self) -> bool:
+        """The group was left: its pump's cancellation may have been lost (see LocalGroups._stop)."""
+        return self.pump is not None and self.pump.cancelling() > 0
 
 
 class LocalGroups:
@@ -99,25 +109,41 @@ class LocalGroups:
         if group.members:
             return
         del self.groups[name]
-        if group.pump is not None:
-            group.pump.cancel()
         if group.channel is not None:
             try:
                 await self.layer.group_discard(group.name, group.channel)
             except UNAVAILABLE:
                 pass  # the layer's Redis is away; it expires the membership by itself
+        if group.pump is not None:
+            await self._stop(group)
+
+    async def _stop(self, group: _Group) -> None:
+        """End the group's pump. Cancelling it is not always enough: on Python 3.11, asyncio.wait_for
+        (which redis-py wraps around each write) returns the result instead of raising when the
+        cancellation and the write's end come together, and channels-redis then goes on waiting
+        for a message on the channel. The pump would read a channel nobody writes to for ever (and
+        keep its event loop from closing): a stop message on its own channel ends it."""
+        group.pump.cancel()
+        done, _ = await asyncio.wait([group.pump], timeout=STOP_GRACE_SECONDS)
+        if not done:
+            try:
+                await self.layer.send(group.channel, STOP)
+            except UNAVAILABLE:
+                pass  # a pump whose layer is away fails its read and sees that it was cancelled
 
     async def _pump(self, group: _Group) -> None:
-        while True:
+        while not group.stopped:  # left: cancelled, or told to stop (see _stop)
             try:
                 message = await self.layer.receive(group.channel)
             except asyncio.CancelledError:
                 raise
             except UNAVAILABLE:
                 self._deliver(group, OFFLINE)
-                await self._rejoin(group)
-                self._deliver(group, RESYNC)
+                if await self._rejoin(group):
+                    self._deliver(group, RESYNC)
                 continue
+            if group.stopped:
+                return
             self._deliver(group, message)
             if time.monotonic() - group.joined_at > REJOIN_SECONDS:
                 await self._try_rejoin(group)
@@ -126,11 +152,15 @@ class LocalGroups:
         for inbox in list(group.members):
             put(inbox, message)
 
-    async def _rejoin(self, group: _Group) -> None:
+    async def _rejoin(self, group: _Group) -> bool:
+        """Join again once the layer's Redis answers; False if the group was left meanwhile."""
         delay = 0.05
-        while not await self._try_rejoin(group):
+        while not group.stopped:
+            if await self._try_rejoin(group):
+                return True
             await asyncio.sleep(delay)
             delay = min(delay * 2, RETRY_MAX_DELAY)
+        return False
 
     async def _try_rejoin(self, group: _Group) -> bool:
         try:

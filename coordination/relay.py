@@ -74,9 +74,13 @@ class Relay:
                 pass
 
     async def run(self) -> None:
-        """Relay until cancelled; survives Redis outages (reports them to the pages)."""
+        """Relay until cancelled; survives Redis outages (reports them to the pages).
+
+        The loop also checks for a pending cancellation itself: on Python 3.11 one can be lost in
+        redis-py's writes (see ``coordination.hub.LocalGroups._stop``), and the relay would never end."""
+        task = asyncio.current_task()
         delay = 0.1
-        while True:
+        while not task.cancelling():
             try:
                 await self.process_one()
                 await self._set_online(True)

@@ -1,18 +1,15 @@
 """Fixtures shared by every test: a private redis-server, a private Redis Cluster, and the ``memory``
-fixture over the three backends (mock, redis, cluster)."""
+fixture over the three backends (mock, redis, cluster).
+
+The site runs in mock mode (``tests/settings.py``): nothing here uses the machine's Redis (port 6379)."""
 
 from __future__ import annotations
 
-import os
+import fakeredis
+import pytest
 
-# The site under test never looks for the machine's Redis (port 6379): tests give it their own memory.
-os.environ.setdefault("EMPATHY_REDIS_MOCK", "1")
-
-import fakeredis  # noqa: E402
-import pytest  # noqa: E402
-
-from empathy_os import RedisShortTermMemory  # noqa: E402
-from tests.support import RedisClusterServer, RedisServer  # noqa: E402
+from empathy_os import RedisShortTermMemory
+from tests.support import RedisClusterServer, RedisServer
 
 
 @pytest.fixture(scope="session")

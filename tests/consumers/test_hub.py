@@ -108,3 +108,51 @@ async def test_a_failed_join_is_tried_afresh_by_the_next_page():
     await layer.group_send("team.t1", {"type": "x"})
     assert (await asyncio.wait_for(inbox.get(), 2))["type"] == "x"
     await groups.leave("team.t1", inbox)
+
+
+class CancelLosingLayer(InMemoryChannelLayer):
+    """A layer whose ``receive`` loses its first cancellation and goes on waiting, as channels-redis
+    does on Python 3.11 when asyncio.wait_for (around redis-py's writes) returns instead of raising."""
+
+    def __init__(self):
+        super().__init__()
+        self.lost = 0
+
+    async def receive(self, channel):
+        while True:
+            try:
+                return await super().receive(channel)
+            except asyncio.CancelledError:
+                if self.lost:
+                    raise
+                self.lost += 1
+
+
+async def test_leaving_ends_the_pump_even_when_its_cancellation_is_lost():
+    layer = CancelLosingLayer()
+    groups = LocalGroups(layer)
+    inbox = asyncio.Queue()
+    await groups.join("team.t1", inbox)
+    pump = groups.groups["team.t1"].pump
+    await asyncio.sleep(0.01)  # the pump waits in its read
+
+    await groups.leave("team.t1", inbox)
+    done, _ = await asyncio.wait([pump], timeout=2)
+    assert done and layer.lost == 1 and inbox.empty()
+
+
+async def test_leaving_ends_a_pump_that_waits_for_the_layer_to_come_back():
+    layer = FlakyLayer()
+    groups = LocalGroups(layer)
+    inbox = asyncio.Queue()
+    await groups.join("team.t1", inbox)
+    pump = groups.groups["team.t1"].pump
+    await asyncio.sleep(0.01)  # the pump waits in its read
+    layer.down = True
+    await layer.send(groups.groups["team.t1"].channel, {"type": "wake"})
+    assert await asyncio.wait_for(inbox.get(), 2) == {"type": "wake"}
+    assert await asyncio.wait_for(inbox.get(), 2) == OFFLINE  # now trying to join again
+
+    await groups.leave("team.t1", inbox)
+    done, _ = await asyncio.wait([pump], timeout=2)
+    assert done and inbox.empty()
