@@ -8,7 +8,10 @@ is an ``empathy_os`` call. Everything is synchronous (consumers call it in a wor
 from __future__ import annotations
 
 import json
+import threading
 import time
+import weakref
+from collections import deque
 from datetime import datetime, timezone
 
 from django.template.loader import render_to_string
@@ -199,9 +202,47 @@ def recent_signals(memory, team_id: str, now: float, limit: int = FEED_LIMIT) ->
     return signals
 
 
+class Throughput:
+    """Tasks one team completed in the last 60 seconds (``task.completed`` events), read from its
+    events stream incrementally: each call reads only the events written since the previous call.
+
+    Scanning the whole last minute on every render cost 15 ms with 2,700 events in it (900 tasks a
+    minute), and the counters are re-rendered on every task event of a live dashboard.
+    """
+
+    window_ms = 60_000
+
+    def __init__(self):
+        self._lock = threading.Lock()  # renders run in worker threads
+        self._after: str | None = None  # id of the last event read
+        self._times: deque[int] = deque()  # ms of the completions read, oldest first
+
+    def count(self, memory, team_id: str, now: float) -> int:
+        start_ms = int(now * 1000) - self.window_ms
+        with self._lock:
+            if self._after is None or _event_ms(self._after) < start_ms:
+                self._after = f"{start_ms - 1}-18446744073709551615"  # everything read before is too old
+            while True:
+                events = memory.read_events(team_id, self._after, count=EVENT_PAGE)
+                self._times.extend(_event_ms(e["id"]) for e in events if e.get("kind") == "task.completed")
+                if events:
+                    self._after = events[-1]["id"]
+                if len(events) < EVENT_PAGE:
+                    break
+            while self._times and self._times[0] < start_ms:
+                self._times.popleft()
+            return len(self._times)
+
+
+_throughputs: "weakref.WeakKeyDictionary[object, dict[str, Throughput]]" = weakref.WeakKeyDictionary()
+_throughputs_lock = threading.Lock()
+
+
 def completions_last_minute(memory, team_id: str, now: float) -> int:
-    """Tasks completed in the last 60 seconds (``task.completed`` events)."""
-    return len(_scan_events(memory, team_id, int((now - 60) * 1000), None, "task.completed"))
+    """Tasks completed in the last 60 seconds (kept per memory and team by :class:`Throughput`)."""
+    with _throughputs_lock:
+        throughput = _throughputs.setdefault(memory, {}).setdefault(team_id, Throughput())
+    return throughput.count(memory, team_id, now)
 
 
 def counters_context(coordinator: AgentCoordinator, counts: dict, now: float) -> dict:

@@ -218,6 +218,28 @@ def test_it_counts_only_the_last_minute_in_throughput(team):
     assert dashboard.completions_last_minute(team.memory, TEAM, later) == 0
 
 
+def test_it_reads_only_the_events_written_since_the_last_throughput_count(team, monkeypatch):
+    assert dashboard.completions_last_minute(team.memory, TEAM, time.time()) == 1
+    read = []
+    read_events = team.memory.read_events
+
+    def spy(*args, **kwargs):
+        events = read_events(*args, **kwargs)
+        read.extend(event["kind"] for event in events)
+        return events
+
+    monkeypatch.setattr(team.memory, "read_events", spy)
+    team.add_task(AgentTask("t-new", "review", "new", priority=10))
+    assert team.claim_task("alpha", "review").task_id == "t-new"
+    team.complete_task("t-new", {}, agent_id="alpha")
+    assert dashboard.completions_last_minute(team.memory, TEAM, time.time()) == 2
+    assert read == ["task.added", "task.claimed", "task.completed"]
+
+    read.clear()
+    assert dashboard.completions_last_minute(team.memory, TEAM, time.time()) == 2
+    assert read == []
+
+
 def test_it_shows_an_empty_board_for_an_unknown_team_without_creating_it(as_user, site_memory):
     response = as_user("observer").get("/teams/nobody_here/")
     assert response.status_code == 200
