@@ -163,7 +163,7 @@ def _event_ms(event_id: str) -> int:
 
 def _scan_events(memory, team_id: str, start_ms: int, end_ms: int | None, kind: str) -> list[dict]:
     """Events of ``kind`` with ids in [start_ms, end_ms), oldest first, read forward page by page."""
-    found, after = [], f"{start_ms - 1}-18446744073709551615"
+    found, after = [], _after_ms(start_ms)
     while True:
         events = memory.read_events(team_id, after, count=EVENT_PAGE)
         for event in events:
@@ -176,23 +176,77 @@ def _scan_events(memory, team_id: str, start_ms: int, end_ms: int | None, kind: 
         after = events[-1]["id"]
 
 
-def recent_signals(memory, team_id: str, now: float, limit: int = FEED_LIMIT) -> list[dict]:
-    """The team's latest signals (targeted and broadcast), newest first, from its events stream.
+class _StreamTail:
+    """What one team's events stream says, kept up to date incrementally: each call reads only the
+    events written since the previous one (``read_new``). One per memory and team (``for_team``);
+    renders run in worker threads, hence the lock."""
 
-    The library has no "latest signals" read, so this looks back over growing windows of the
-    events stream (``signal.sent`` events carry the signal id, sender, type and target).
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._after: str | None = None  # id of the last event read
+
+    @classmethod
+    def for_team(cls, memory, team_id: str):
+        with _tails_lock:
+            return _tails.setdefault(memory, {}).setdefault((cls, team_id), cls())
+
+    def read_new(self, memory, team_id: str, kind: str) -> list[dict]:
+        """The events of ``kind`` after ``self._after`` (set it first), oldest first."""
+        found = []
+        while True:
+            events = memory.read_events(team_id, self._after, count=EVENT_PAGE)
+            found.extend(e for e in events if e.get("kind") == kind)
+            if events:
+                self._after = events[-1]["id"]
+            if len(events) < EVENT_PAGE:
+                return found
+
+
+_tails: "weakref.WeakKeyDictionary[object, dict]" = weakref.WeakKeyDictionary()
+_tails_lock = threading.Lock()
+
+
+def _after_ms(ms: int) -> str:
+    """The stream position just before the first event of millisecond ``ms``."""
+    return f"{ms - 1}-18446744073709551615"
+
+
+class SignalFeed(_StreamTail):
+    """A team's latest ``FEED_LIMIT`` signals (``signal.sent`` events).
+
+    The library has no "latest signals" read. The first call looks back over growing windows of
+    the events stream until it has enough; later calls only read what was written since.
     """
-    now_ms = int(now * 1000)
-    found: list[dict] = []
-    end_ms = None
-    for window in FEED_WINDOWS:
-        start_ms = now_ms - window * 1000
-        found = _scan_events(memory, team_id, start_ms, end_ms, "signal.sent") + found
-        if len(found) >= limit:
-            break
-        end_ms = start_ms
+
+    def __init__(self):
+        super().__init__()
+        self._signals: deque[dict] = deque(maxlen=FEED_LIMIT)  # oldest first
+
+    def latest(self, memory, team_id: str, now: float) -> list[dict]:
+        """Newest first."""
+        with self._lock:
+            if self._after is None:
+                now_ms = int(now * 1000)
+                end_ms = now_ms - FEED_WINDOWS[0] * 1000
+                self._after = _after_ms(end_ms)
+                found = self.read_new(memory, team_id, "signal.sent")
+                for window in FEED_WINDOWS[1:]:
+                    if len(found) >= FEED_LIMIT:
+                        break
+                    start_ms = now_ms - window * 1000
+                    found = _scan_events(memory, team_id, start_ms, end_ms, "signal.sent") + found
+                    end_ms = start_ms
+            else:
+                found = self.read_new(memory, team_id, "signal.sent")
+            self._signals.extend(found)
+            return list(reversed(self._signals))
+
+
+def recent_signals(memory, team_id: str, now: float) -> list[dict]:
+    """The team's latest signals (targeted and broadcast), newest first, from its events stream
+    (``signal.sent`` events carry the signal id, sender, type and target)."""
     signals = []
-    for event in reversed(found[-limit:]):
+    for event in SignalFeed.for_team(memory, team_id).latest(memory, team_id, now):
         # The signal's own id is unique in its stream only (an inbox and the broadcast stream can
         # both hold "<ms>-0"), so the DOM id uses the event's id, unique in the team's events stream.
         signals.append({"id": event.get("signal", ""), "dom_id": event["id"].replace("-", "_"),
@@ -202,9 +256,8 @@ def recent_signals(memory, team_id: str, now: float, limit: int = FEED_LIMIT) ->
     return signals
 
 
-class Throughput:
-    """Tasks one team completed in the last 60 seconds (``task.completed`` events), read from its
-    events stream incrementally: each call reads only the events written since the previous call.
+class Throughput(_StreamTail):
+    """Tasks one team completed in the last 60 seconds (``task.completed`` events).
 
     Scanning the whole last minute on every render cost 15 ms with 2,700 events in it (900 tasks a
     minute), and the counters are re-rendered on every task event of a live dashboard.
@@ -213,36 +266,23 @@ class Throughput:
     window_ms = 60_000
 
     def __init__(self):
-        self._lock = threading.Lock()  # renders run in worker threads
-        self._after: str | None = None  # id of the last event read
+        super().__init__()
         self._times: deque[int] = deque()  # ms of the completions read, oldest first
 
     def count(self, memory, team_id: str, now: float) -> int:
         start_ms = int(now * 1000) - self.window_ms
         with self._lock:
             if self._after is None or _event_ms(self._after) < start_ms:
-                self._after = f"{start_ms - 1}-18446744073709551615"  # everything read before is too old
-            while True:
-                events = memory.read_events(team_id, self._after, count=EVENT_PAGE)
-                self._times.extend(_event_ms(e["id"]) for e in events if e.get("kind") == "task.completed")
-                if events:
-                    self._after = events[-1]["id"]
-                if len(events) < EVENT_PAGE:
-                    break
+                self._after = _after_ms(start_ms)  # everything read before is too old
+            self._times.extend(_event_ms(e["id"]) for e in self.read_new(memory, team_id, "task.completed"))
             while self._times and self._times[0] < start_ms:
                 self._times.popleft()
             return len(self._times)
 
 
-_throughputs: "weakref.WeakKeyDictionary[object, dict[str, Throughput]]" = weakref.WeakKeyDictionary()
-_throughputs_lock = threading.Lock()
-
-
 def completions_last_minute(memory, team_id: str, now: float) -> int:
     """Tasks completed in the last 60 seconds (kept per memory and team by :class:`Throughput`)."""
-    with _throughputs_lock:
-        throughput = _throughputs.setdefault(memory, {}).setdefault(team_id, Throughput())
-    return throughput.count(memory, team_id, now)
+    return Throughput.for_team(memory, team_id).count(memory, team_id, now)
 
 
 def counters_context(coordinator: AgentCoordinator, counts: dict, now: float) -> dict:

@@ -204,6 +204,34 @@ def test_it_shows_sessions_with_participants_and_shared_context(as_user, team):
     assert "<dt>focus</dt>" in triage and "&quot;area&quot;: &quot;security&quot;" in triage
 
 
+def test_it_keeps_the_newest_signals_and_reads_only_new_events_for_the_feed(team, monkeypatch):
+    for n in range(dashboard.FEED_LIMIT + 5):
+        team.broadcast("tick", {"n": n})
+    feed = dashboard.recent_signals(team.memory, TEAM, time.time())
+    assert len(feed) == dashboard.FEED_LIMIT
+    assert [s["signal_type"] for s in feed[:2]] == ["tick", "tick"] and feed[-1]["signal_type"] == "tick"
+
+    read = []
+    read_events = team.memory.read_events
+
+    def spy(*args, **kwargs):
+        events = read_events(*args, **kwargs)
+        read.extend(event["kind"] for event in events)
+        return events
+
+    monkeypatch.setattr(team.memory, "read_events", spy)
+    signal_id = team.send_signal("ping", {}, target_agent="beta")
+    feed = dashboard.recent_signals(team.memory, TEAM, time.time())
+    assert read == ["signal.sent"]
+    assert feed[0]["id"] == signal_id and feed[0]["target"] == "beta" and len(feed) == dashboard.FEED_LIMIT
+
+
+def test_it_looks_further_back_for_signals_when_the_last_minute_has_too_few(team):
+    """Seen from 11 minutes on, the fixture's two signals are in the third window (600 s-1 h)."""
+    feed = dashboard.recent_signals(team.memory, TEAM, time.time() + 660)
+    assert [s["signal_type"] for s in feed] == ["nudge", "review.started"]
+
+
 def test_it_counts_queue_depth_and_throughput_on_the_server(as_user, team):
     team.claim_task("alpha", "review")
     team.complete_task("t-high", {}, agent_id="alpha")
