@@ -91,6 +91,17 @@ def memory_factory(backend, request):
     return factory
 
 
+@pytest.fixture
+def probe(site_memory, monkeypatch):
+    """A fresh metrics probe of the test's site memory, the one the metrics page and ``/metrics`` show
+    (``site_memory`` comes from the test's directory)."""
+    from coordination import metrics
+
+    fresh = metrics.Probe(memory_getter=lambda: site_memory)
+    monkeypatch.setattr(metrics, "PROBE", fresh)
+    return fresh
+
+
 def pytest_collection_modifyitems(config, items):
     """Browser tests run last. Their session-wide fixtures stay up until the session ends: Playwright's
     sync API keeps an event loop running in the main thread (async tests cannot run beside it), and the

@@ -1,4 +1,5 @@
-"""Test support: a private redis-server on a free port (never the machine's 6379)."""
+"""Test support: a private redis-server on a free port (never the machine's 6379), a Redis Cluster, and
+``wait_until``."""
 
 from __future__ import annotations
 
@@ -10,6 +11,16 @@ import time
 
 import redis
 
+
+def wait_until(condition, timeout: float = 5.0, interval: float = 0.01):
+    """Poll ``condition`` until it returns something truthy; fail the test after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(interval)
 
 def free_port() -> int:
     with socket.socket() as s:

@@ -9,11 +9,14 @@ from __future__ import annotations
 import re
 
 import pytest
+from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
 from django.contrib.auth.models import Group, User
 from django.test import Client
 
 from coordination.memory import memory_in_use
+from coordination.relay import Relay
+from empathy_os.events import EventReader
 from empathy_site.asgi import application
 
 #: Cookie names for the ``cookies`` fixture: one person per tier, and ``nobody`` in no tier group.
@@ -27,6 +30,23 @@ def site_memory(memory, settings):
     settings.EMPATHY_EMBEDDED_RELAY = False
     with memory_in_use(memory):
         yield memory
+
+
+@pytest.fixture
+def team():
+    """What the test's modules write before the relay starts (they override it): none here."""
+    return None
+
+
+@pytest.fixture
+async def relay(site_memory, team):
+    """A relay that has joined the events streams written so far (``site_memory``, ``team``): it
+    relays what happens from now on, one batch per ``process_one``."""
+    layer = get_channel_layer()
+    relay = Relay(site_memory, layer, EventReader(site_memory, teams_refresh_s=0))
+    await relay.process_one(block_ms=1)
+    yield relay
+    await layer.flush()
 
 
 def session_cookie(username: str, group: str | None) -> tuple[bytes, bytes]:

@@ -13,12 +13,9 @@ import threading
 
 import pytest
 from asgiref.sync import sync_to_async
-from channels.layers import get_channel_layer
 
 from coordination import consumers, metrics
-from coordination.relay import Relay
 from empathy_os import AgentCoordinator, AgentTask
-from empathy_os.events import EventReader
 
 from .conftest import connect as open_socket
 from .conftest import ids_of
@@ -32,14 +29,6 @@ ROUND = ["metrics-error", "metrics-probe", "metrics-latency", "metrics-reuse", "
 
 
 @pytest.fixture
-def probe(site_memory, monkeypatch):
-    """A fresh probe of the test's memory: the one the page shows."""
-    fresh = metrics.Probe(memory_getter=lambda: site_memory)
-    monkeypatch.setattr(metrics, "PROBE", fresh)
-    return fresh
-
-
-@pytest.fixture
 def team(site_memory):
     coordinator = AgentCoordinator(site_memory, TEAM)
     coordinator.register_agent("alpha", ["review"])
@@ -47,13 +36,9 @@ def team(site_memory):
 
 
 @pytest.fixture
-async def relay(site_memory, team, probe):
-    """A relay that has joined the team's events stream (it relays what happens from now on)."""
-    layer = get_channel_layer()
-    relay = Relay(site_memory, layer, EventReader(site_memory, teams_refresh_s=0))
-    await relay.process_one(block_ms=1)
-    yield relay
-    await layer.flush()
+def relay(probe, relay):
+    """The relay, with the test's own probe in place (the one the page shows)."""
+    return relay
 
 
 async def connect(cookie=None, origin=b"http://localhost"):

@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import pytest
 from asgiref.sync import sync_to_async
-from channels.layers import get_channel_layer
 
 from coordination.live import CLOSE_FORBIDDEN
-from coordination.relay import Relay
 from empathy_os import AccessTier, AgentCredentials, StagedPattern, lock_pattern
 from patterns import library
 from patterns.consumers import StagingConsumer
@@ -39,16 +37,6 @@ def site_memory(site_memory):
 def cookies(db):
     """A logged-in session cookie header per person (``nobody`` is in no tier group)."""
     return {name: session_cookie(name, group) for name, group in PEOPLE.items()}
-
-
-@pytest.fixture
-async def relay(site_memory):
-    """A relay that has joined the team's events stream (it relays what happens from now on)."""
-    layer = get_channel_layer()
-    relay = Relay(site_memory, layer)
-    await relay.process_one(block_ms=1)
-    yield relay
-    await layer.flush()
 
 
 def stage(memory, pattern_id, **fields):

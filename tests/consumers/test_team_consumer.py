@@ -8,12 +8,9 @@ ASGI application (origin check, session auth, routing).
 from __future__ import annotations
 
 import pytest
-from channels.layers import get_channel_layer
 
 from coordination.live import CLOSE_FORBIDDEN
-from coordination.relay import Relay
 from empathy_os import AgentCoordinator, AgentTask, TeamSession
-from empathy_os.events import EventReader
 
 from .conftest import connect as open_socket
 from .conftest import ids_of
@@ -32,16 +29,6 @@ def team(site_memory):
     coordinator.register_agent("alpha", ["review"])
     coordinator.add_task(AgentTask("t1", "review", "check the diff"))
     return coordinator
-
-
-@pytest.fixture
-async def relay(site_memory, team):
-    """A relay that has joined the team's events stream (it relays what happens from now on)."""
-    layer = get_channel_layer()
-    relay = Relay(site_memory, layer, EventReader(site_memory, teams_refresh_s=0))
-    await relay.process_one(block_ms=1)
-    yield relay
-    await layer.flush()
 
 
 async def connect(cookie=None, team_id=TEAM, origin=b"http://localhost"):

@@ -10,13 +10,11 @@ import asyncio
 import re
 
 import pytest
-from channels.layers import get_channel_layer
 
 from coordination import consumers
 from coordination.consumers import Coalescer
-from coordination.relay import TEAMS_GROUP, Relay, groups_for
+from coordination.relay import TEAMS_GROUP, groups_for
 from empathy_os import AgentCoordinator, AgentTask
-from empathy_os.events import EventReader
 
 from .conftest import connect as open_socket
 from .conftest import ids_of
@@ -33,15 +31,6 @@ def team(site_memory):
     coordinator.register_agent("alpha", ["review"])
     coordinator.add_task(AgentTask("t1", "review"))
     return coordinator
-
-
-@pytest.fixture
-async def relay(site_memory, team):
-    layer = get_channel_layer()
-    relay = Relay(site_memory, layer, EventReader(site_memory, teams_refresh_s=0))
-    await relay.process_one(block_ms=1)
-    yield relay
-    await layer.flush()
 
 
 async def relay_until_some(relay, tries: int = 20) -> int:

@@ -2,24 +2,11 @@
 
 from __future__ import annotations
 
-import time
-
 from empathy_os import AccessTier, AgentCredentials
 
 
 def creds(agent_id: str, tier=AccessTier.CONTRIBUTOR, team: str = "t1") -> AgentCredentials:
     return AgentCredentials(agent_id, tier, team)
-
-
-def wait_until(condition, timeout: float = 5.0, interval: float = 0.01):
-    """Poll ``condition`` until it returns something truthy; fail the test after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(interval)
 
 
 class CommandCounter:

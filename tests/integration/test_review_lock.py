@@ -20,7 +20,9 @@ from empathy_os import (
     unlock_pattern,
 )
 
-from .helpers import CommandCounter, creds, wait_until
+from tests.support import wait_until
+
+from .helpers import CommandCounter, creds
 
 ALICE = creds("alice", AccessTier.VALIDATOR)
 BOB = creds("bob", AccessTier.VALIDATOR)

@@ -14,7 +14,9 @@ from empathy_os import (
     NotFoundError,
 )
 
-from .helpers import CommandCounter, creds, wait_until
+from tests.support import wait_until
+
+from .helpers import CommandCounter, creds
 
 
 @pytest.fixture

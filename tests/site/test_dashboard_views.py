@@ -204,22 +204,31 @@ def test_it_shows_sessions_with_participants_and_shared_context(as_user, team):
     assert "<dt>focus</dt>" in triage and "&quot;area&quot;: &quot;security&quot;" in triage
 
 
-def test_it_keeps_the_newest_signals_and_reads_only_new_events_for_the_feed(team, monkeypatch):
+@pytest.fixture
+def events_read(team, monkeypatch):
+    """``events_read()``: from now on, the kinds of the events the team's memory reads, in a list."""
+    def start() -> list[str]:
+        read = []
+        read_events = team.memory.read_events
+
+        def spy(*args, **kwargs):
+            events = read_events(*args, **kwargs)
+            read.extend(event["kind"] for event in events)
+            return events
+
+        monkeypatch.setattr(team.memory, "read_events", spy)
+        return read
+    return start
+
+
+def test_it_keeps_the_newest_signals_and_reads_only_new_events_for_the_feed(team, events_read):
     for n in range(dashboard.FEED_LIMIT + 5):
         team.broadcast("tick", {"n": n})
     feed = dashboard.recent_signals(team.memory, TEAM, time.time())
     assert len(feed) == dashboard.FEED_LIMIT
     assert [s["signal_type"] for s in feed[:2]] == ["tick", "tick"] and feed[-1]["signal_type"] == "tick"
 
-    read = []
-    read_events = team.memory.read_events
-
-    def spy(*args, **kwargs):
-        events = read_events(*args, **kwargs)
-        read.extend(event["kind"] for event in events)
-        return events
-
-    monkeypatch.setattr(team.memory, "read_events", spy)
+    read = events_read()
     signal_id = team.send_signal("ping", {}, target_agent="beta")
     feed = dashboard.recent_signals(team.memory, TEAM, time.time())
     assert read == ["signal.sent"]
@@ -246,17 +255,9 @@ def test_it_counts_only_the_last_minute_in_throughput(team):
     assert dashboard.completions_last_minute(team.memory, TEAM, later) == 0
 
 
-def test_it_reads_only_the_events_written_since_the_last_throughput_count(team, monkeypatch):
+def test_it_reads_only_the_events_written_since_the_last_throughput_count(team, events_read):
     assert dashboard.completions_last_minute(team.memory, TEAM, time.time()) == 1
-    read = []
-    read_events = team.memory.read_events
-
-    def spy(*args, **kwargs):
-        events = read_events(*args, **kwargs)
-        read.extend(event["kind"] for event in events)
-        return events
-
-    monkeypatch.setattr(team.memory, "read_events", spy)
+    read = events_read()
     team.add_task(AgentTask("t-new", "review", "new", priority=10))
     assert team.claim_task("alpha", "review").task_id == "t-new"
     team.complete_task("t-new", {}, agent_id="alpha")

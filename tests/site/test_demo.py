@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import queue
 import re
@@ -21,6 +22,7 @@ from coordination.management.commands.serve import demo_enabled, ensure_demo_use
 from empathy_os import AccessTier, AgentCoordinator, AgentCredentials, get_session_info, list_sessions
 from patterns import library
 from patterns.models import LibraryLookup, LibraryPattern
+from tests import support
 from tests.support import free_port
 
 REVIEW = "review_team"
@@ -29,16 +31,8 @@ ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.django_db
 
 
-def wait_until(condition, timeout: float = 30.0, every: float = 0.05):
-    """Poll ``condition`` until it returns something truthy (returned), or fail after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout} s")
-        time.sleep(every)
+#: The demo works at a human pace: give it time.
+wait_until = functools.partial(support.wait_until, timeout=30.0, interval=0.05)
 
 
 @pytest.fixture

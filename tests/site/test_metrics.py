@@ -38,14 +38,6 @@ SAMPLE_LINE = re.compile(
 
 
 @pytest.fixture
-def probe(site_memory, monkeypatch):
-    """A fresh probe of the test's memory, used by the page and the endpoint."""
-    fresh = metrics.Probe(memory_getter=lambda: site_memory)
-    monkeypatch.setattr(metrics, "PROBE", fresh)
-    return fresh
-
-
-@pytest.fixture
 def login(client, db):
     """``login(tier)``: log the test client in as a new user of that tier (None: no tier)."""
 
