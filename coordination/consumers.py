@@ -23,7 +23,8 @@ class TeamConsumer(LiveConsumer):
     """Live team dashboard: ``/ws/teams/<team>/`` (observers and above).
 
     On each relayed event of the team it re-reads, through the library, the partials that event
-    can change (``dashboard.parts_for_event``) and sends them, rendered for this user.
+    can change (``dashboard.parts_for_event``) and sends them, rendered for this user (a finished
+    task or a signal as one entry at the top of its list, see ``dashboard.ENTRY_TEMPLATES``).
     """
 
     min_tier = AccessTier.OBSERVER
@@ -36,10 +37,10 @@ class TeamConsumer(LiveConsumer):
     def groups_for_user(self) -> list[str]:
         return [team_group(self.team_id)]
 
-    async def render(self, parts) -> list[str]:
+    async def render(self, parts, event: dict | None = None) -> list[str]:
         credentials = dashboard.reader_credentials(self.user, self.team_id)
         return await sync_to_async(dashboard.render_parts, thread_sensitive=False)(
-            get_memory(), credentials, parts, {"tier": self.tier})
+            get_memory(), credentials, parts, {"tier": self.tier}, event)
 
     async def snapshot(self) -> list[str]:
         # The snapshot was read, so the memory answers: say so (the badge may show an old outage).
@@ -47,7 +48,7 @@ class TeamConsumer(LiveConsumer):
                 render_to_string("partials/memory_status.html", {"online": True})]
 
     async def on_event(self, event: dict) -> list[str]:
-        return await self.render(dashboard.parts_for_event(event))
+        return await self.render(dashboard.parts_for_event(event), event)
 
 
 class Coalescer:
@@ -106,10 +107,10 @@ class ThrottledConsumer(LiveConsumer):
         self.coalescer = Coalescer(self.flush, self.refresh_seconds)
         await super().connect()
 
-    async def disconnect(self, code):
+    async def release(self) -> None:
         if hasattr(self, "coalescer"):
             self.coalescer.cancel()
-        await super().disconnect(code)
+        await super().release()
 
     def parts_for(self, event: dict) -> tuple[str, ...]:
         raise NotImplementedError

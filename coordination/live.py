@@ -3,7 +3,8 @@
 Flow: authenticate the browser session -> join the groups this user may see -> send a snapshot ->
 on each relayed event, re-read current state through the library and send the re-rendered
 partials (each decides its own placement with ``hx-swap-oob``). Events are "re-render X" notices,
-never deltas, so a missed or repeated one does no harm.
+never deltas, so a missed or repeated one does no harm (a list shown newest first may get only its
+new top item, which the page adds once however often it comes: see ``dashboard.ENTRY_TEMPLATES``).
 """
 
 from __future__ import annotations
@@ -100,11 +101,26 @@ class LiveConsumer(AsyncWebsocketConsumer):
             put(self.inbox, RESYNC)
             return
 
+    async def __call__(self, scope, receive, send):
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            # A server shutting down cancels every connection's application (daphne), and no
+            # disconnect is received: leave the groups all the same, or the channel layer would go
+            # on sending this process's channels every event until the memberships expire (a day).
+            await self.release()
+
     async def disconnect(self, code):
+        await self.release()
+
+    async def release(self) -> None:
+        """Leave this page's groups and stop what it runs: once its WebSocket closed, or when the
+        server stops. Safe to call more than once."""
         joining = getattr(self, "_joining", None)
         if joining is not None:
             joining.cancel()
-        for group in getattr(self, "joined", []):
+        joined, self.joined = getattr(self, "joined", []), []
+        for group in joined:
             await local_groups().leave(group, self.inbox)
 
     async def allowed(self) -> bool:

@@ -45,6 +45,12 @@ def groups_for(team_id: str, kind: str) -> list[str]:
     return groups
 
 
+def relayed(event_id: str, fields: dict) -> dict:
+    """The channel-layer message of one event of a team's stream: its kind as ``type``, its id as
+    ``event_id``, and its other fields."""
+    return {"type": fields.get("kind", ""), "event_id": event_id, **{k: v for k, v in fields.items() if k != "kind"}}
+
+
 class Relay:
     def __init__(self, memory=None, layer=None, reader: EventReader | None = None):
         self.memory = memory or get_memory()
@@ -57,7 +63,7 @@ class Relay:
         events = await sync_to_async(self.reader.read, thread_sensitive=False)(block_ms)
         for team_id, event_id, fields in events:
             kind = fields.get("kind", "")
-            message = {"type": kind, "event_id": event_id, **{k: v for k, v in fields.items() if k != "kind"}}
+            message = relayed(event_id, fields)
             for group in groups_for(team_id, kind):
                 await self.layer.group_send(group, message)
         if events:

@@ -1,7 +1,14 @@
-// Ticking times on the team pages (display only: no requests, no polling).
-// Every <time data-age> was rendered with its age in seconds at render time (negative: in the future);
-// we add the seconds elapsed since this script first saw the element, so the browser's clock never
-// matters. An agent's status label follows its heartbeat age with the thresholds on #agents.
+// The team page's own behaviour (display only: no requests, no polling).
+//
+// Ticking times: every <time data-age> was rendered with its age in seconds at render time
+// (negative: in the future); we add the seconds elapsed since this script first saw the element, so
+// the browser's clock never matters. An agent's status label follows its heartbeat age with the
+// thresholds on #agents.
+//
+// Lists shown newest first (ol[data-limit]: the finished columns, the signal feed) get a finished
+// task or a new signal as one entry put at their top (see coordination/dashboard.py,
+// ENTRY_TEMPLATES): after each message we keep each such list to its limit, drop an entry repeated
+// further down (an event delivered twice, or already in the snapshot) and the "None" placeholder.
 (function () {
   "use strict";
   var seen = new WeakMap();
@@ -38,7 +45,28 @@
     });
   }
 
+  function trim(list) {
+    var limit = parseInt(list.dataset.limit, 10), ids = new Set(), kept = 0;
+    var items = Array.prototype.slice.call(list.children);
+    var entries = items.filter(function (li) { return li.id; }).length;
+    items.forEach(function (li) {
+      if (!li.id) {
+        if (entries) li.remove();  // the placeholder of an empty list
+      } else if (ids.has(li.id) || kept >= limit) {
+        li.remove();
+      } else {
+        ids.add(li.id);
+        kept += 1;
+      }
+    });
+  }
+
+  function afterMessage() {
+    document.querySelectorAll("ol[data-limit]").forEach(trim);
+    tick();
+  }
+
   document.addEventListener("DOMContentLoaded", tick);
-  document.addEventListener("htmx:oobAfterSwap", tick);
+  document.addEventListener("htmx:wsAfterMessage", afterMessage);
   setInterval(tick, 1000);
 })();

@@ -6,6 +6,7 @@ from __future__ import annotations
 from channels_redis.core import RedisChannelLayer
 from playwright.sync_api import expect
 
+from coordination.dashboard import COLUMN_LIMITS
 from empathy_os import AgentCoordinator, AgentTask, TeamSession
 
 from .conftest import live, stayed_live
@@ -41,6 +42,43 @@ def test_it_moves_tasks_across_the_board_on_two_open_dashboards(open_page, memor
         expect(failed).to_contain_text("docs missing")
         assert stayed_live(page)
         assert page.console_errors == []
+
+
+def test_a_finished_column_keeps_its_newest_tasks_and_shows_a_repeated_event_once(open_page, memory, team):
+    """A finished task arrives as one entry at the top of its column; the page keeps the column to
+    its limit, and an event delivered twice does not show its task twice."""
+    coordinator = AgentCoordinator(memory, team)
+    coordinator.register_agent("alpha", ["review"])
+    limit = COLUMN_LIMITS["completed"]
+    coordinator.add_tasks([AgentTask(f"n{i}", "review", priority=limit + 2 - i) for i in range(limit + 2)])
+    lead = live(open_page(f"/teams/{team}/", user="lee"))
+    items = lead.locator("#tasks-completed-list > li")
+    expect(items).to_have_text(["None"])
+
+    def finish(i):
+        assert coordinator.claim_task("alpha", "review").task_id == f"n{i}"
+        coordinator.complete_task(f"n{i}", {}, agent_id="alpha")
+
+    finish(0)  # one entry in place of the placeholder
+    expect(items.first).to_have_id("task-n0")
+    expect(items).to_have_count(1)
+    for i in range(1, limit + 2):  # entries, or whole columns when a render sees newer tasks already
+        finish(i)
+    expect(items.first).to_have_id(f"task-n{limit + 1}")
+    expect(items).to_have_count(limit)
+    expect(lead.locator("#tasks-completed-head")).to_contain_text(f"showing {limit} of {limit + 2}")
+    # Newest first, as the library lists them (tasks finished in the same millisecond: by id).
+    newest = [f"task-{t.task_id}" for t in coordinator.list_tasks("completed", limit=limit)]
+    assert items.evaluate_all("items => items.map(li => li.id)") == newest
+
+    newest = [e for e in memory.read_events(team, "0-0", count=1000) if e["kind"] == "task.completed"][-1]
+    memory.client.xadd(memory.team(team).events, {k: v for k, v in newest.items() if k != "id"})
+    coordinator.broadcast("after.repeat")  # the page has had the repeated event once this shows
+    expect(lead.locator("#signal-feed")).to_contain_text("after.repeat")
+    expect(lead.locator(f"#task-n{limit + 1}")).to_have_count(1)
+    expect(items).to_have_count(limit)
+    assert stayed_live(lead)
+    assert lead.console_errors == []
 
 
 def test_it_shows_agents_signals_and_sessions_as_they_happen(open_page, memory, team):

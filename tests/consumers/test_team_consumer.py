@@ -7,7 +7,10 @@ ASGI application (origin check, session auth, routing).
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
+from channels.layers import get_channel_layer
 
 from coordination.live import CLOSE_FORBIDDEN
 from empathy_os import AgentCoordinator, AgentTask, TeamSession
@@ -71,14 +74,15 @@ async def test_it_moves_a_completed_task_and_counts_it(cookies, team, relay):
     team.complete_task("t1", {"findings": 2}, agent_id="alpha")
     assert await relay.process_one(block_ms=1000) == 1
     update = await communicator.receive_from(timeout=5)
-    assert ids_of(update) == ["tasks-in_progress", "tasks-completed", "counters"]
-    assert '<li id="task-t1" data-status="completed"' in update
+    assert ids_of(update) == ["tasks-in_progress", "tasks-completed-head", "counters"]
+    assert '<ol hx-swap-oob="afterbegin:#tasks-completed-list"><li id="task-t1" data-status="completed"' in update
     assert '<dd class="throughput">1<small>' in update
     await communicator.disconnect()
 
 
 @pytest.mark.parametrize("change,parts,text", [
-    (lambda m: AgentCoordinator(m, TEAM).broadcast("review.done", {"pr": 7}), ["signal-feed"], "review.done"),
+    (lambda m: AgentCoordinator(m, TEAM).broadcast("review.done", {"pr": 7}), ["signal-feed-head"],
+     '<ol hx-swap-oob="afterbegin:#signal-list"><li id="signal-'),
     (lambda m: AgentCoordinator(m, TEAM).register_agent("beta", ["security"]), ["agents"], 'id="agent-beta"'),
     (lambda m: TeamSession(m, "triage", "sort the backlog", team_id=TEAM), ["sessions"], 'id="session-triage"'),
     (lambda m: AgentCoordinator(m, TEAM).add_task(AgentTask("t2", "review")), ["tasks-pending", "counters"],
@@ -176,3 +180,19 @@ async def test_it_keeps_a_page_that_connects_while_the_layer_is_away_and_resyncs
     assert await relay.process_one(block_ms=1000) == 1
     assert 'id="task-t2"' in await communicator.receive_from(timeout=5)
     await communicator.disconnect()
+
+
+async def test_a_stopping_server_leaves_the_groups_of_its_pages(cookies, team, relay):
+    """daphne cancels every connection's application when it stops, and no disconnect arrives: the
+    pages leave their groups all the same, so the layer stops sending to this process's channels."""
+    layer = get_channel_layer()
+    pages = [(await connect(cookies["observer"]))[0] for _ in range(2)]
+    for page in pages:
+        await page.receive_from(timeout=5)
+    assert layer.groups.get(f"team.{TEAM}")
+
+    for page in pages:
+        page.future.cancel()
+    await asyncio.wait([page.future for page in pages], timeout=5)
+    assert all(page.future.done() for page in pages)
+    assert f"team.{TEAM}" not in layer.groups and "memory.status" not in layer.groups

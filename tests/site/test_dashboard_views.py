@@ -9,7 +9,8 @@ import pytest
 from django.contrib.auth.models import Group, User
 
 from coordination import dashboard
-from empathy_os import AgentCoordinator, AgentTask, RedisShortTermMemory, TeamSession
+from coordination.relay import relayed
+from empathy_os import AccessTier, AgentCoordinator, AgentCredentials, AgentTask, RedisShortTermMemory, TeamSession
 from tests.support import free_port
 
 TIERS = ("observer", "contributor", "validator", "steward")
@@ -239,6 +240,86 @@ def test_it_looks_further_back_for_signals_when_the_last_minute_has_too_few(team
     """Seen from 11 minutes on, the fixture's two signals are in the third window (600 s-1 h)."""
     feed = dashboard.recent_signals(team.memory, TEAM, time.time() + 660)
     assert [s["signal_type"] for s in feed] == ["nudge", "review.started"]
+
+
+# -- live updates of the lists shown newest first (dashboard.ENTRY_TEMPLATES) --------------------------
+
+
+def last_event(memory, kind: str) -> dict:
+    """The team's newest event of ``kind``, as the relay sends it to the pages."""
+    event = [e for e in memory.read_events(TEAM, "0-0", count=10_000) if e["kind"] == kind][-1]
+    return relayed(event.pop("id"), event)
+
+
+def render_event(memory, event: dict) -> str:
+    """What a live dashboard gets for ``event``."""
+    credentials = AgentCredentials("lead", AccessTier.OBSERVER, TEAM)
+    return "".join(dashboard.render_parts(memory, credentials, dashboard.parts_for_event(event), event=event))
+
+
+def test_it_lists_newest_first_with_a_limit_the_page_keeps(as_user, team):
+    html = as_user("observer").get(f"/teams/{TEAM}/").content.decode()
+    for status, limit in dashboard.COLUMN_LIMITS.items():
+        assert f'<ol id="tasks-{status}-list" class="tasks" data-limit="{limit}">' in element(html, f"tasks-{status}")
+    assert f'<ol id="signal-list" class="feed" data-limit="{dashboard.FEED_LIMIT}">' in element(html, "signal-feed")
+
+
+def test_it_sends_a_finished_task_as_one_entry_at_the_top_of_its_column(team):
+    team.complete_task("t-held", {"ok": True}, agent_id="beta")
+    html = render_event(team.memory, last_event(team.memory, "task.completed"))
+    head = element(html, "tasks-completed-head")
+    assert 'hx-swap-oob="true"' in head and '<span class="count">2</span>' in head and "showing" not in head
+    assert re.search(r'<ol hx-swap-oob="afterbegin:#tasks-completed-list"><li id="task-t-held" data-status="completed"',
+                     html)
+    assert "t-done" not in html  # the column's other tasks are on the page already
+    assert 'id="task-t-held"' not in element(html, "tasks-in_progress")
+
+
+def test_it_sends_a_failed_task_as_one_entry_with_its_reason(team):
+    team.fail_task("t-held", "tests do not pass", agent_id="beta")
+    html = render_event(team.memory, last_event(team.memory, "task.failed"))
+    entry = html[html.index('<ol hx-swap-oob="afterbegin:#tasks-failed-list">'):]
+    assert 'id="task-t-held" data-status="failed"' in entry and "tests do not pass" in entry
+    assert "t-bad" not in html and '<span class="count">2</span>' in element(html, "tasks-failed-head")
+
+
+def test_it_says_how_many_a_full_column_shows_in_an_entrys_header(team):
+    limit = dashboard.COLUMN_LIMITS["completed"]
+    team.add_tasks([AgentTask(f"n{i}", "bulk") for i in range(limit)])
+    for i in range(limit):
+        team.claim_task("alpha", "bulk")
+        team.complete_task(f"n{i}", {}, agent_id="alpha")
+    head = element(render_event(team.memory, last_event(team.memory, "task.completed")), "tasks-completed-head")
+    assert f"showing {limit} of {limit + 1}, newest first" in head
+
+
+def test_it_sends_the_whole_column_when_newer_tasks_finished_since_the_event(team):
+    team.complete_task("t-held", {}, agent_id="beta")
+    event = last_event(team.memory, "task.completed")
+    team.claim_task("alpha", "review")
+    team.complete_task("t-high", {}, agent_id="alpha")
+    html = render_event(team.memory, event)
+    column = element(html, "tasks-completed")
+    assert re.findall(r'<li id="task-([\w-]+)"', column) == ["t-high", "t-held", "t-done"]
+    assert "afterbegin" not in html
+
+
+def test_it_sends_a_new_signal_as_one_entry_at_the_top_of_the_feed(team):
+    signal_id = team.send_signal("ping", {}, target_agent="beta")
+    html = render_event(team.memory, last_event(team.memory, "signal.sent"))
+    assert '<span class="count">3</span>' in element(html, "signal-feed-head")
+    entry = html[html.index('<ol hx-swap-oob="afterbegin:#signal-list">'):]
+    assert re.findall(r'data-signal-id="([\d-]+)"', entry) == [signal_id] and "beta" in entry
+    assert "review.started" not in html and 'id="signal-feed"' not in html
+
+
+def test_it_sends_the_whole_feed_when_newer_signals_were_sent_since_the_event(team):
+    first = team.send_signal("ping", {}, target_agent="beta")
+    event = last_event(team.memory, "signal.sent")
+    second = team.broadcast("pong")
+    html = render_event(team.memory, event)
+    assert re.findall(r'data-signal-id="([\d-]+)"', element(html, "signal-feed"))[:2] == [second, first]
+    assert "afterbegin" not in html
 
 
 def test_it_counts_queue_depth_and_throughput_on_the_server(as_user, team):
