@@ -288,11 +288,10 @@ def run_live_bench(redis_url: str, samples: int = 200, sockets: int = 100, *, br
             context.add_init_script(WS_PROBE_JS)
             page = context.new_page()
             log_in(page, user, password)
-            page.goto(f"/teams/{team}/")
-            wait_live(page)
-            page.evaluate(OBSERVER_JS)
             extra = sockets - 1
             if extra:
+                # Opened first: the server writes each update to its pages in the order they came,
+                # so the measured page, opened last, is the last to be written to.
                 log(f"opening {extra} more dashboard WebSockets ...")
                 holder = context.new_page()
                 holder.goto("/api/v1/health")
@@ -300,7 +299,10 @@ def run_live_bench(redis_url: str, samples: int = 200, sockets: int = 100, *, br
                 holder.evaluate(OPEN_SOCKETS_JS, [ws_url, extra])
                 holder.wait_for_function("() => window.__benchSockets.every(ws => ws.messages > 0)",
                                          timeout=SAMPLE_TIMEOUT_MS * 3)
-                page.bring_to_front()  # a background tab's timers (htmx's swaps) would be throttled
+            page.bring_to_front()  # a background tab's timers (htmx's swaps) would be throttled
+            page.goto(f"/teams/{team}/")
+            wait_live(page)
+            page.evaluate(OBSERVER_JS)
             offset, uncertainty = _clock_offset_ms(page)
             sampler = _Sampler(page, offset)
             times: dict[str, list[float]] = {"task.added": [], "task.claimed": [], "task.completed": []}

@@ -10,7 +10,9 @@ new top item, which the page adds once however often it comes: see ``dashboard.E
 from __future__ import annotations
 
 import asyncio
-from collections import OrderedDict
+import logging
+import weakref
+from collections import deque
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
@@ -24,6 +26,8 @@ from .access import user_tier
 from .hub import INBOX_LIMIT, RESYNC, RETRY_MAX_DELAY, local_groups, put
 from .relay import STATUS_GROUP, ensure_embedded_relay
 
+log = logging.getLogger("coordination.live")
+
 CLOSE_FORBIDDEN = 4403
 
 
@@ -31,35 +35,98 @@ def status_badge(online: bool) -> str:
     return render_to_string("partials/memory_status.html", {"online": online})
 
 
-class SharedRenders:
-    """Renders of one relayed event, shared by the consumers of this process that would render the
-    same partials (same page, same tier): with 100 dashboards open on a team, an event is read and
-    rendered once, not 100 times. Keyed by the event's stream id; the last ``size`` are kept."""
+class Audience:
+    """The pages of this process that show the same thing for a group's events: same consumer class,
+    URL and tier (``LiveConsumer.shared_renders``).
 
-    def __init__(self, size: int = 512):
-        self.size = size
-        self._renders: OrderedDict[tuple, asyncio.Future] = OrderedDict()
+    The audience, not each page, is the group's member in the hub: each event is rendered once, in
+    the audience's own task, and the HTML written to every page's WebSocket in one pass. With 100
+    dashboards open on a team, waking 100 pages' tasks to hand each of them the same HTML was most
+    of the server's work per event (``manage.py bench --live``, measured page first of 100: p50
+    18-25 ms before, 14-15 ms after; docs/benchmarks.md).
+    A page gets the HTML once its snapshot is sent; until then the audience keeps it, in order, in
+    the page's backlog (``LiveConsumer.push``). What the hub says about the layer itself
+    (``memory.status``, ``live.resync``) goes to each page's inbox, as for any member.
+    """
 
-    async def get(self, key: tuple, render) -> list[str]:
-        key = (id(asyncio.get_running_loop()), *key)
-        future = self._renders.get(key)
-        if future is None:
-            future = asyncio.ensure_future(render())
-            self._renders[key] = future
-            while len(self._renders) > self.size:
-                self._renders.popitem(last=False)
-        return await asyncio.shield(future)
+    def __init__(self, group: str):
+        self.group = group
+        self.pages: dict[LiveConsumer, None] = {}  # in the order they came
+        self.inbox: asyncio.Queue = asyncio.Queue(maxsize=INBOX_LIMIT)
+        self.task = asyncio.ensure_future(self.run())
+
+    async def run(self) -> None:
+        while True:
+            message = await self.inbox.get()
+            pages = list(self.pages)
+            if not pages:
+                continue
+            if message["type"].startswith("websocket.") or hasattr(pages[0], get_handler_name(message)):
+                for page in pages:
+                    put(page.inbox, message)
+                continue
+            try:
+                html = "".join(p for p in await pages[0].safe(pages[0].on_event, message) if p)
+            except Exception:  # one failed render must not stop the pages' later updates
+                log.exception("live render failed")
+                continue
+            if not html:
+                continue
+            for page in pages:
+                try:
+                    await page.push(html)
+                except Exception:
+                    log.exception("live send failed")
 
 
-SHARED_RENDERS = SharedRenders()
+class Audiences:
+    """This event loop's audiences: ``join(key, group, page)`` / ``leave(key, group, page)``."""
+
+    def __init__(self):
+        self.by_key: dict[tuple, Audience] = {}
+
+    async def join(self, key: tuple, group: str, page: LiveConsumer) -> None:
+        """Add ``page`` to the audience ``key`` of ``group``; returns once the process is a member of
+        the group in the layer (see LocalGroups.join)."""
+        audience = self.by_key.get(key)
+        if audience is None:
+            audience = self.by_key[key] = Audience(group)
+        audience.pages[page] = None
+        try:
+            await local_groups().join(group, audience.inbox)
+        except BaseException:
+            audience.pages.pop(page, None)
+            if not audience.pages and self.by_key.get(key) is audience:
+                del self.by_key[key]
+                audience.task.cancel()
+            raise
+
+    async def leave(self, key: tuple, group: str, page: LiveConsumer) -> None:
+        audience = self.by_key.get(key)
+        if audience is None or page not in audience.pages:
+            return
+        del audience.pages[page]
+        if audience.pages:
+            return
+        del self.by_key[key]
+        audience.task.cancel()
+        await local_groups().leave(group, audience.inbox)
+
+
+_audiences: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Audiences]" = weakref.WeakKeyDictionary()
+
+
+def audiences() -> Audiences:
+    """The audiences of the running event loop (one set per server process; one per test's loop)."""
+    return _audiences.setdefault(asyncio.get_running_loop(), Audiences())
 
 
 class LiveConsumer(AsyncWebsocketConsumer):
     """Subclasses set ``min_tier`` and implement ``groups_for_user``, ``snapshot`` and ``on_event``."""
 
     min_tier = AccessTier.OBSERVER
-    #: The partials depend only on the URL and the tier, not on the person: renders of an event are
-    #: shared with the other consumers of the same page (see SharedRenders).
+    #: The partials depend only on the URL and the tier, not on the person: the page's events are
+    #: rendered once for all the pages alike in this process and sent to them in one pass (Audience).
     shared_renders = False
 
     async def connect(self):
@@ -80,13 +147,23 @@ class LiveConsumer(AsyncWebsocketConsumer):
             await self.send_parts([status_badge(False)])
             self._joining = asyncio.ensure_future(self._join_when_back())
             return
-        await self.send_parts(await self.safe(self.snapshot))
+        await self.send_snapshot(await self.safe(self.snapshot))
+
+    def _audience_key(self, group: str) -> tuple | None:
+        """The audience this page joins ``group`` through; None: it joins with its own inbox."""
+        if not self.shared_renders or group == STATUS_GROUP:
+            return None
+        return group, type(self), repr(sorted(self.scope["url_route"]["kwargs"].items())), int(self.tier)
 
     async def _join_groups(self) -> None:
         """Join this page's groups (before its snapshot is read, so that no event falls in between)."""
         for group in [*self.groups_for_user(), STATUS_GROUP]:
             if group not in self.joined:
-                await local_groups().join(group, self.inbox)
+                key = self._audience_key(group)
+                if key is None:
+                    await local_groups().join(group, self.inbox)
+                else:
+                    await audiences().join(key, group, self)
                 self.joined.append(group)
 
     async def _join_when_back(self) -> None:
@@ -121,7 +198,11 @@ class LiveConsumer(AsyncWebsocketConsumer):
             joining.cancel()
         joined, self.joined = getattr(self, "joined", []), []
         for group in joined:
-            await local_groups().leave(group, self.inbox)
+            key = self._audience_key(group)
+            if key is None:
+                await local_groups().leave(group, self.inbox)
+            else:
+                await audiences().leave(key, group, self)
 
     async def allowed(self) -> bool:
         """Further checks on the URL (e.g. the team exists); True by default."""
@@ -142,13 +223,7 @@ class LiveConsumer(AsyncWebsocketConsumer):
         # Domain events ("task.claimed", "pattern.staged", ...) all go to on_event.
         kind = message["type"]
         if not kind.startswith("websocket.") and not hasattr(self, get_handler_name(message)):
-            if self.shared_renders and message.get("event_id"):
-                key = (type(self).__name__, repr(sorted(self.scope["url_route"]["kwargs"].items())),
-                       int(self.tier), message["event_id"])
-                parts = await self.safe(SHARED_RENDERS.get, key, lambda: self.on_event(message))
-            else:
-                parts = await self.safe(self.on_event, message)
-            await self.send_parts(parts)
+            await self.send_parts(await self.safe(self.on_event, message))
             return
         await super().dispatch(message)
 
@@ -178,6 +253,7 @@ class LiveConsumer(AsyncWebsocketConsumer):
 
     async def live_resync(self, event):
         """Back after an outage: send every partial again; the badge says live if the memory answered."""
+        self._ready = False  # what the audience renders meanwhile comes after the snapshot
         try:
             parts = await self.snapshot()
         except MemoryUnavailableError:
@@ -185,7 +261,36 @@ class LiveConsumer(AsyncWebsocketConsumer):
         else:
             online = True
         badge = status_badge(online)
-        await self.send_parts([*(p for p in parts if p != badge), badge])
+        await self.send_snapshot([*(p for p in parts if p != badge), badge])
+
+    # -- from the page's audience (shared_renders) -------------------------------------------------
+
+    _ready = False  # the snapshot was sent: the audience writes to the WebSocket directly
+
+    @property
+    def backlog(self) -> deque:
+        """What the audience rendered for this page before its snapshot was sent, oldest first."""
+        if not hasattr(self, "_backlog"):
+            self._backlog = deque()
+        return self._backlog
+
+    async def send_snapshot(self, parts) -> None:
+        """Send the snapshot's partials, then the backlog; from then on the audience sends directly."""
+        self._ready = False
+        await self.send_parts(parts)
+        while self.backlog:
+            await self.send(text_data=self.backlog.popleft())
+        self._ready = True
+
+    async def push(self, html: str) -> None:
+        """An event's HTML from the audience: sent now, or after the snapshot being prepared."""
+        if self._ready:
+            await self.send(text_data=html)
+        elif len(self.backlog) < INBOX_LIMIT:
+            self.backlog.append(html)
+        else:  # the page cannot keep up: a fresh snapshot instead of a backlog (see hub.put)
+            self.backlog.clear()
+            put(self.inbox, RESYNC)
 
     async def safe(self, fn, *args) -> list[str]:
         """Render, or render the offline badge if Redis went away meanwhile."""

@@ -1,0 +1,143 @@
+"""Pages alike share an audience (coordination/live.py): one hub membership per page, URL and tier;
+each event rendered once and written to every page in one pass, after the page's snapshot."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from coordination import live
+from coordination.consumers import TeamConsumer
+from coordination.hub import local_groups
+from empathy_os import AgentCoordinator, AgentTask
+
+from .conftest import connect as open_socket
+from .conftest import ids_of
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+TEAM = "review_team"
+GROUP = f"team.{TEAM}"
+SNAPSHOT = ["agents", "tasks-pending", "tasks-in_progress", "tasks-completed", "tasks-failed", "signal-feed",
+            "sessions", "counters", "memory-status"]
+
+
+@pytest.fixture
+def team(site_memory):
+    coordinator = AgentCoordinator(site_memory, TEAM)
+    coordinator.register_agent("alpha", ["review"])
+    coordinator.add_task(AgentTask("t1", "review"))
+    return coordinator
+
+
+async def connect(cookie):
+    communicator, connected, _ = await open_socket(f"/ws/teams/{TEAM}/", cookie)
+    assert connected
+    return communicator
+
+
+@pytest.fixture
+def gate(monkeypatch):
+    """While closed (``gate.clear()``), pages that connect wait before reading their snapshot."""
+    gate = asyncio.Event()
+    gate.set()
+    real = TeamConsumer.snapshot
+
+    async def snapshot(self):
+        await gate.wait()
+        return await real(self)
+
+    monkeypatch.setattr(TeamConsumer, "snapshot", snapshot)
+    return gate
+
+
+async def pages_in_audience(n: int) -> None:
+    """Wait until the team's audience has ``n`` pages."""
+    for _ in range(500):
+        if sum(len(a.pages) for a in live.audiences().by_key.values()) >= n:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"fewer than {n} pages joined")
+
+
+async def relay_task(team, relay, task_id: str) -> None:
+    team.add_task(AgentTask(task_id, "review"))
+    assert await relay.process_one(block_ms=1000) == 1
+
+
+async def test_pages_alike_are_one_member_of_the_group(cookies, team, relay):
+    pages = [await connect(cookies[tier]) for tier in ("observer", "observer", "observer", "steward")]
+    for page in pages:
+        await page.receive_from(timeout=5)
+    assert len(local_groups().groups[GROUP].members) == 2  # one audience per tier
+
+    await pages[0].disconnect()
+    await relay_task(team, relay, "t2")
+    for page in pages[1:]:
+        assert 'id="task-t2"' in await page.receive_from(timeout=5)
+    assert len(local_groups().groups[GROUP].members) == 2
+
+    for page in pages[1:]:
+        await page.disconnect()
+    assert GROUP not in local_groups().groups and not live.audiences().by_key
+
+
+async def test_a_page_gets_the_events_rendered_during_its_snapshot_after_it_in_order(cookies, team, relay, gate):
+    first = await connect(cookies["observer"])
+    await first.receive_from(timeout=5)
+    gate.clear()
+    second = await connect(cookies["observer"])
+    await pages_in_audience(2)
+
+    for task_id in ("t2", "t3"):
+        await relay_task(team, relay, task_id)
+        assert f'id="task-{task_id}"' in await first.receive_from(timeout=5)
+    assert await second.receive_nothing()
+
+    gate.set()
+    assert ids_of(await second.receive_from(timeout=5)) == SNAPSHOT
+    assert 'id="task-t2"' in await second.receive_from(timeout=5)
+    assert 'id="task-t3"' in await second.receive_from(timeout=5)
+    await relay_task(team, relay, "t4")  # and directly from then on
+    assert 'id="task-t4"' in await second.receive_from(timeout=5)
+    for page in (first, second):
+        await page.disconnect()
+
+
+async def test_a_page_whose_backlog_overflows_gets_a_fresh_snapshot_instead(cookies, team, relay, gate,
+                                                                            monkeypatch):
+    monkeypatch.setattr(live, "INBOX_LIMIT", 2)
+    gate.clear()
+    page = await connect(cookies["observer"])
+    await pages_in_audience(1)
+    for task_id in ("t2", "t3", "t4"):
+        await relay_task(team, relay, task_id)
+
+    gate.set()
+    assert ids_of(await page.receive_from(timeout=5)) == SNAPSHOT
+    resync = await page.receive_from(timeout=5)
+    assert ids_of(resync) == SNAPSHOT and 'id="task-t4"' in resync
+    assert await page.receive_nothing()
+    await page.disconnect()
+
+
+async def test_a_failed_render_does_not_stop_the_later_updates(cookies, team, relay, monkeypatch, caplog):
+    page = await connect(cookies["observer"])
+    await page.receive_from(timeout=5)
+    real = TeamConsumer.on_event
+    calls = []
+
+    async def on_event(self, event):
+        calls.append(event["type"])
+        if len(calls) == 1:
+            raise RuntimeError("template broke")
+        return await real(self, event)
+
+    monkeypatch.setattr(TeamConsumer, "on_event", on_event)
+    await relay_task(team, relay, "t2")
+    await relay_task(team, relay, "t3")
+    update = await page.receive_from(timeout=5)
+    assert 'id="task-t3"' in update and 'id="task-t2"' in update  # the next render shows both
+    assert "live render failed" in caplog.text
+    await page.disconnect()
