@@ -92,9 +92,21 @@ class LocalGroups:
             failed = joined.done() and (joined.cancelled() or joined.exception() is not None)
             if self.groups.get(name) is group and (failed or not group.members):
                 del self.groups[name]  # a failed join is tried afresh by the next page
+                if not joined.done():  # the last page went while joining: leave once joined
+                    joined.add_done_callback(lambda done: self._forget(group, done))
             raise
         if group.pump is None:
             group.pump = asyncio.ensure_future(self._pump(group))
+
+    def _forget(self, group: _Group, joined: asyncio.Future) -> None:
+        if not joined.cancelled() and joined.exception() is None:
+            asyncio.ensure_future(self._discard(group))
+
+    async def _discard(self, group: _Group) -> None:
+        try:
+            await self.layer.group_discard(group.name, group.channel)
+        except UNAVAILABLE:
+            pass  # the layer's Redis is away; it expires the membership by itself
 
     async def _join_layer(self, group: _Group) -> None:
         group.channel = await self.layer.new_channel(prefix="hub")
@@ -110,10 +122,7 @@ class LocalGroups:
             return
         del self.groups[name]
         if group.channel is not None:
-            try:
-                await self.layer.group_discard(group.name, group.channel)
-            except UNAVAILABLE:
-                pass  # the layer's Redis is away; it expires the membership by itself
+            await self._discard(group)
         if group.pump is not None:
             await self._stop(group)
 

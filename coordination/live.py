@@ -53,6 +53,8 @@ class Audience:
         self.group = group
         self.pages: dict[LiveConsumer, None] = {}  # in the order they came
         self.inbox: asyncio.Queue = asyncio.Queue(maxsize=INBOX_LIMIT)
+        self.member = False  # the inbox is a member of the group in the hub
+        self.joining = asyncio.Lock()
         self.task = asyncio.ensure_future(self.run())
 
     async def run(self) -> None:
@@ -93,12 +95,14 @@ class Audiences:
             audience = self.by_key[key] = Audience(group)
         audience.pages[page] = None
         try:
-            await local_groups().join(group, audience.inbox)
+            # One page joins for the audience. If it goes meanwhile (its connection closed: the hub
+            # drops the inbox it was joining with), the next page waiting here joins afresh.
+            async with audience.joining:
+                if not audience.member:
+                    await local_groups().join(group, audience.inbox)
+                    audience.member = True
         except BaseException:
-            audience.pages.pop(page, None)
-            if not audience.pages and self.by_key.get(key) is audience:
-                del self.by_key[key]
-                audience.task.cancel()
+            await self.leave(key, group, page)
             raise
 
     async def leave(self, key: tuple, group: str, page: LiveConsumer) -> None:
@@ -110,7 +114,8 @@ class Audiences:
             return
         del self.by_key[key]
         audience.task.cancel()
-        await local_groups().leave(group, audience.inbox)
+        if audience.member:
+            await local_groups().leave(group, audience.inbox)
 
 
 _audiences: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Audiences]" = weakref.WeakKeyDictionary()

@@ -6,10 +6,11 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from channels.layers import get_channel_layer
 
 from coordination import live
 from coordination.consumers import TeamConsumer
-from coordination.hub import local_groups
+from coordination.hub import LocalGroups, local_groups
 from empathy_os import AgentCoordinator, AgentTask
 
 from .conftest import connect as open_socket
@@ -141,3 +142,35 @@ async def test_a_failed_render_does_not_stop_the_later_updates(cookies, team, re
     assert 'id="task-t3"' in update and 'id="task-t2"' in update  # the next render shows both
     assert "live render failed" in caplog.text
     await page.disconnect()
+
+
+async def test_a_page_that_goes_while_joining_leaves_its_audience_joined_for_the_others(cookies, team, relay,
+                                                                                       monkeypatch):
+    """The first page joins the group for its audience; if it goes before the join is done, the next
+    page joins afresh (the hub dropped the inbox with the page that went), and the group the first
+    join made is left once that join ends."""
+    gate = asyncio.Event()
+    real = LocalGroups._join_layer
+
+    async def slow_join(self, group):
+        await gate.wait()
+        await real(self, group)
+
+    monkeypatch.setattr(LocalGroups, "_join_layer", slow_join)
+    going = await connect(cookies["observer"])
+    staying = await connect(cookies["observer"])
+    await pages_in_audience(2)
+    going.future.cancel()
+    await asyncio.wait([going.future], timeout=5)
+
+    gate.set()
+    assert ids_of(await staying.receive_from(timeout=5)) == SNAPSHOT
+    await relay_task(team, relay, "t2")
+    assert 'id="task-t2"' in await staying.receive_from(timeout=5)
+    await staying.disconnect()
+    layer = get_channel_layer()
+    for _ in range(100):  # the first join's membership is discarded in a task of its own
+        if GROUP not in layer.groups:
+            break
+        await asyncio.sleep(0.01)
+    assert GROUP not in layer.groups
