@@ -49,12 +49,15 @@ class EventReader:
             key = self.memory.team(team_id).events
             if key in self._streams:
                 continue
-            try:
-                self.memory.client.xgroup_create(key, self.group, id=start, mkstream=True)
-            except ResponseError as exc:
-                if "BUSYGROUP" not in str(exc):
-                    raise
+            self._create_group(key, start)
             self._streams[key] = team_id
+
+    def _create_group(self, key: str, start: str) -> None:
+        try:
+            self.memory.client.xgroup_create(key, self.group, id=start, mkstream=True)
+        except ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
 
     def read(self, block_ms: int = 1000) -> list[tuple[str, str, dict]]:
         """Up to ``count`` new events as ``(team, event id, fields)``; waits up to ``block_ms`` for one."""
@@ -75,7 +78,9 @@ class EventReader:
         except UNAVAILABLE as exc:
             raise self.memory._unavailable(exc) from None
         except ResponseError as exc:
-            if "NOGROUP" in str(exc):  # the stream was deleted (a restarted or flushed Redis): create again
+            # The stream was deleted (a restarted or flushed Redis, a deleted team): create again.
+            # (fakeredis says the key must exist where Redis answers NOGROUP.)
+            if "NOGROUP" in str(exc) or "requires the key to exist" in str(exc):
                 self._recreate_groups()
                 return []
             raise
@@ -84,16 +89,18 @@ class EventReader:
         return out
 
     def _recreate_groups(self) -> None:
-        """Create the group again on every stream known, from the stream's start: all of it was written
+        """Create the group again on the streams known, from the stream's start: all of it was written
         after the loss, and an agent's first change after a Redis restart must reach the dashboards.
-        (The team index may be lost too, so the streams known are kept rather than looked up again.)"""
+        A restarted or flushed Redis may have lost the team index too (until a team writes again), so
+        while it is empty every stream known is kept; otherwise a stream whose team left the index
+        was deleted with its team (``empathy_os.bench.cleanup``) and is forgotten, not made again."""
         try:
-            for key in self._streams:
-                try:
-                    self.memory.client.xgroup_create(key, self.group, id="0", mkstream=True)
-                except ResponseError as exc:
-                    if "BUSYGROUP" not in str(exc):
-                        raise
+            teams = set(self.memory.list_teams())
+            for key, team_id in list(self._streams.items()):
+                if teams and team_id not in teams:
+                    del self._streams[key]
+                else:
+                    self._create_group(key, "0")
         except UNAVAILABLE as exc:
             raise self.memory._unavailable(exc) from None
 

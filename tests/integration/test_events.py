@@ -1,6 +1,7 @@
 """Relays share the events stream through a consumer group: every event to exactly one reader."""
 
 from empathy_os import AgentCoordinator, AgentTask
+from empathy_os.bench import cleanup
 from empathy_os.events import EventReader
 
 
@@ -47,3 +48,16 @@ def test_it_reads_the_teams_there_at_start_from_then_on(memory):
     assert reader.read(block_ms=10) == []
     AgentCoordinator(memory, "early").add_task(AgentTask("t1", "x"))
     assert [(team, f["kind"]) for team, _, f in reader.read(block_ms=10)] == [("early", "task.added")]
+
+
+def test_it_forgets_the_stream_of_a_team_deleted_while_it_reads(memory):
+    for team in ("kept", "gone"):
+        AgentCoordinator(memory, team).register_agent("a", ["x"])
+    reader = EventReader(memory, teams_refresh_s=0)
+    assert reader.read(block_ms=10) == []
+    cleanup(memory, "gone")
+    assert reader.read(block_ms=10) == []  # its stream is missing: the groups are made again
+    assert not memory.client.exists(memory.team("gone").events)
+    AgentCoordinator(memory, "kept").add_task(AgentTask("t1", "x"))
+    assert [(team, f["kind"]) for team, _, f in reader.read(block_ms=10)] == [("kept", "task.added")]
+    assert memory.list_teams() == ["kept"]
