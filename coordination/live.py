@@ -14,9 +14,9 @@ import logging
 import weakref
 from collections import deque
 
+from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
-from channels.consumer import get_handler_name
 from django.template.loader import render_to_string
 
 from empathy_os import AccessTier, MemoryUnavailableError
@@ -49,8 +49,7 @@ class Audience:
     (``memory.status``, ``live.resync``) goes to each page's inbox, as for any member.
     """
 
-    def __init__(self, group: str):
-        self.group = group
+    def __init__(self):
         self.pages: dict[LiveConsumer, None] = {}  # in the order they came
         self.inbox: asyncio.Queue = asyncio.Queue(maxsize=INBOX_LIMIT)
         self.member = False  # the inbox is a member of the group in the hub
@@ -92,7 +91,7 @@ class Audiences:
         the group in the layer (see LocalGroups.join)."""
         audience = self.by_key.get(key)
         if audience is None:
-            audience = self.by_key[key] = Audience(group)
+            audience = self.by_key[key] = Audience()
         audience.pages[page] = None
         try:
             # One page joins for the audience. If it goes meanwhile (its connection closed: the hub
@@ -308,3 +307,79 @@ class LiveConsumer(AsyncWebsocketConsumer):
         html = "".join(p for p in parts if p)
         if html:
             await self.send(text_data=html)
+
+
+class Coalescer:
+    """Renders at most once per ``interval`` seconds however often it is poked.
+
+    The first poke after a quiet spell renders at once (no added latency); pokes meanwhile only
+    collect the partials they want, rendered together once the interval has passed. So a burst of
+    events costs two renders, a steady stream one per interval, and the last state always shows.
+    ``sleep`` is injectable so tests can hold the interval open.
+    """
+
+    def __init__(self, flush, interval: float, sleep=asyncio.sleep):
+        self.flush = flush  # async, takes the set of partial names
+        self.interval = interval
+        self.sleep = sleep
+        self.pending: set[str] = set()
+        self.renders = 0
+        self._last: float | None = None
+        self._task: asyncio.Task | None = None
+
+    def poke(self, parts) -> None:
+        if not parts:
+            return
+        self.pending.update(parts)
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._drain())
+
+    async def _drain(self) -> None:
+        loop = asyncio.get_running_loop()
+        while self.pending:
+            if self._last is not None:
+                wait = self._last + self.interval - loop.time()
+                if wait > 0:
+                    await self.sleep(wait)
+            parts, self.pending = self.pending, set()
+            self._last = loop.time()
+            self.renders += 1
+            try:
+                await self.flush(parts)
+            except Exception:  # one failed render must not stop the page's later updates
+                log.exception("live render failed")
+
+    def cancel(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+
+
+class ThrottledConsumer(LiveConsumer):
+    """A page whose every render is costly, over many events (every team's, or every pattern
+    decision): events only say what to re-render; the renders are coalesced to at most one per
+    ``refresh_seconds`` for this consumer, so a busy system (or a bulk decision) does not cause one
+    render per event."""
+
+    refresh_seconds = 1.0
+
+    async def connect(self):
+        self.coalescer = Coalescer(self.flush, self.refresh_seconds)
+        await super().connect()
+
+    async def release(self) -> None:
+        if hasattr(self, "coalescer"):
+            self.coalescer.cancel()
+        await super().release()
+
+    def parts_for(self, event: dict) -> tuple[str, ...]:
+        raise NotImplementedError
+
+    async def render(self, parts) -> list[str]:
+        raise NotImplementedError
+
+    async def on_event(self, event: dict) -> list[str]:
+        self.coalescer.poke(self.parts_for(event))
+        return []  # sent by flush, later
+
+    async def flush(self, parts) -> None:
+        await self.send_parts(await self.safe(self.render, parts))

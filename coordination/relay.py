@@ -62,9 +62,8 @@ class Relay:
         """Relay one batch of events; returns how many. Tests drive the relay with this."""
         events = await sync_to_async(self.reader.read, thread_sensitive=False)(block_ms)
         for team_id, event_id, fields in events:
-            kind = fields.get("kind", "")
             message = relayed(event_id, fields)
-            for group in groups_for(team_id, kind):
+            for group in groups_for(team_id, message["type"]):
                 await self.layer.group_send(group, message)
         if events:
             await sync_to_async(self.reader.ack, thread_sensitive=False)(events)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 from asgiref.sync import sync_to_async
 
-from coordination.live import CLOSE_FORBIDDEN
+from coordination.live import CLOSE_FORBIDDEN, Coalescer
 from empathy_os import AccessTier, AgentCredentials, StagedPattern, lock_pattern
 from patterns import library
 from patterns.consumers import StagingConsumer
@@ -104,8 +104,27 @@ async def test_it_renders_the_lock_badge_for_each_recipient(site_memory, cookies
     await other.disconnect()
 
 
+async def test_it_renders_a_burst_of_pattern_events_once(site_memory, cookies, relay, monkeypatch):
+    """Throttled: the first event renders at once, the other 19 wait for the interval (an hour here)."""
+    monkeypatch.setattr(StagingConsumer, "refresh_seconds", 3600)
+    communicator, _, _ = await connect(cookies["validator"])
+    await receive_list(communicator)
+
+    for i in range(20):
+        await sync_to_async(stage)(site_memory, f"burst{i}")
+    assert await relay.process_one() == 20
+    html = await receive_list(communicator)
+    assert html.count('<article id="pattern-t1--') == 21  # all staged before the render
+    assert await communicator.receive_nothing(timeout=0.5)  # 20 events, 1 render
+    await communicator.disconnect()
+
+
 async def test_it_ignores_events_that_are_not_about_patterns():
-    assert await StagingConsumer().on_event({"type": "task.added", "team": "t1", "task": "x"}) == []
+    consumer = StagingConsumer()
+    flushed = []
+    consumer.coalescer = Coalescer(lambda parts: flushed.append(parts), consumer.refresh_seconds)
+    assert await consumer.on_event({"type": "task.added", "team": "t1", "task": "x"}) == []
+    assert consumer.coalescer.pending == set() and consumer.coalescer.renders == 0 and flushed == []
 
 
 @pytest.mark.parametrize("person", ["observer", "contributor", "nobody"])
