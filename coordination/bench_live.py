@@ -34,7 +34,7 @@ from pathlib import Path
 from django.conf import settings
 
 from empathy_os import AgentCoordinator, AgentTask, RedisShortTermMemory
-from empathy_os.bench import cleanup
+from empathy_os.bench import cleanup, nearest_rank
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -208,13 +208,8 @@ class SiteServer:
 
 
 def _percentiles_ms(values: list[float]) -> dict:
-    s = sorted(values)
-    n = len(s)
-
-    def rank(p):  # nearest-rank percentile, as empathy_os.bench
-        return s[min(n - 1, max(0, -(-p * n // 100) - 1))]
-
-    return {"p50_ms": round(rank(50), 2), "p99_ms": round(rank(99), 2), "max_ms": round(s[-1], 2)}
+    return {"p50_ms": round(nearest_rank(values, 50), 2), "p99_ms": round(nearest_rank(values, 99), 2),
+            "max_ms": round(max(values), 2)}
 
 
 def _clock_offset_ms(page, rounds: int = 15) -> tuple[float, float]:

@@ -47,6 +47,7 @@ from empathy_os import (
     RedisShortTermMemory,
     StagedPattern,
 )
+from empathy_os.bench import nearest_rank
 from patterns.models import LibraryLookup, LibraryPattern
 
 from .memory import get_memory
@@ -115,14 +116,6 @@ class Series:
     def samples(self) -> list[tuple[float, float]]:
         with self._lock:
             return list(self._ring)
-
-
-def quantile(values, q: float) -> float | None:
-    """Nearest-rank quantile of ``values`` (None when empty)."""
-    s = sorted(values)
-    if not s:
-        return None
-    return s[min(len(s) - 1, max(0, math.ceil(q * len(s)) - 1))]
 
 
 def probe_memory_for(memory: RedisShortTermMemory) -> RedisShortTermMemory:
@@ -325,7 +318,7 @@ def team_figures(memory, team_id: str) -> dict:
         "patterns_staged": len(memory.get_staged_patterns(observer)),
         "coordination": coordination,
         "coordination_last": coordination[-1][1] if coordination else None,
-        "coordination_p50": quantile([s for _, s in coordination], 0.5),
+        "coordination_p50": nearest_rank([s for _, s in coordination], 50),
     }
 
 
@@ -430,11 +423,11 @@ def retention_gauges(config, usage: dict) -> list[dict]:
 def _chart(metric: Metric, mode: str, samples) -> dict:
     values = [v * 1000 for _, v in samples]
     target = metric.targets_ms.get(mode, metric.targets_ms["redis"])
-    p50 = quantile(values, 0.5)
+    p50 = nearest_rank(values, 50)
     last = values[-1] if values else None
     return {"key": metric.key, "title": metric.title, "definition": metric.definition, "target_ms": target,
             "samples": len(values), "values": ",".join(f"{v:.3f}" for v in values),
-            "last": format_ms(last), "p50": format_ms(p50), "p99": format_ms(quantile(values, 0.99)),
+            "last": format_ms(last), "p50": format_ms(p50), "p99": format_ms(nearest_rank(values, 99)),
             "within_target": None if p50 is None else p50 < target,
             "spark": sparkline(values, target) if values else None}
 
@@ -644,7 +637,7 @@ def prometheus_text(memory, probe: Probe | None = None) -> str:
         values = [v for _, v in probe.series[key].samples()]
         if values:
             last.append(({"operation": key}, values[-1]))
-            p50.append(({"operation": key}, quantile(values, 0.5)))
+            p50.append(({"operation": key}, nearest_rank(values, 50)))
     out.add("empathy_probe_latency_seconds", "gauge", "Latest probe round trip, per operation.", last)
     out.add("empathy_probe_latency_p50_seconds", "gauge",
             f"Median probe round trip over the last {WINDOW} rounds, per operation.", p50)

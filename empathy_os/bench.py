@@ -66,14 +66,18 @@ def cleanup(memory: RedisShortTermMemory, team_id: str, batch: int = 500) -> int
     return deleted
 
 
+def nearest_rank(values, percent: int):
+    """The nearest-rank ``percent``-th percentile of ``values`` (None when there are none): the
+    smallest value with at least ``percent`` % of the values at or below it."""
+    s = sorted(values)
+    if not s:
+        return None
+    return s[min(len(s) - 1, max(0, -(-percent * len(s) // 100) - 1))]
+
+
 def _percentiles(samples_ns: list[int]) -> dict:
-    s = sorted(samples_ns)
-    n = len(s)
-
-    def rank(p):  # nearest-rank percentile
-        return s[min(n - 1, max(0, -(-p * n // 100) - 1))] / 1000
-
-    return {"p50_us": round(rank(50), 1), "p99_us": round(rank(99), 1)}
+    return {"p50_us": round(nearest_rank(samples_ns, 50) / 1000, 1),
+            "p99_us": round(nearest_rank(samples_ns, 99) / 1000, 1)}
 
 
 def default_warmup(samples: int) -> int:

@@ -62,9 +62,14 @@ def redact_url(url: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
+def is_cluster_url(url: str) -> bool:
+    """``url`` names a Redis Cluster: ``redis+cluster://``, or any URL with ``REDIS_CLUSTER=1``."""
+    return url.startswith("redis+cluster://") or os.environ.get("REDIS_CLUSTER") == "1"
+
+
 def client_from_url(url: str, *, timeout: float = 5.0):
     """A redis-py client for ``url`` (redis://, rediss://, unix://, redis+cluster://)."""
-    cluster = url.startswith("redis+cluster://") or os.environ.get("REDIS_CLUSTER") == "1"
+    cluster = is_cluster_url(url)
     if url.startswith("redis+cluster://"):
         url = "redis://" + url[len("redis+cluster://"):]
     kwargs = dict(decode_responses=True, socket_timeout=timeout, socket_connect_timeout=timeout)

@@ -127,11 +127,10 @@ EMPATHY_LONG_POLL_THREADS = 64
 
 # Channel layer: channels-redis on the same Redis as the memory; in-memory in mock mode (then the
 # relay, the consumers and the demo all run in the one server process).
-from empathy_os.redis_memory import resolve_redis_url  # noqa: E402
+from empathy_os.redis_memory import is_cluster_url, resolve_redis_url  # noqa: E402
 
 EMPATHY_REDIS_URL = resolve_redis_url()
-_CLUSTER = bool(EMPATHY_REDIS_URL) and (EMPATHY_REDIS_URL.startswith("redis+cluster://")
-                                        or os.environ.get("REDIS_CLUSTER") == "1")
+_CLUSTER = bool(EMPATHY_REDIS_URL) and is_cluster_url(EMPATHY_REDIS_URL)
 #: The channel layer's Redis. channels-redis cannot use a Redis Cluster: with a cluster memory, name a
 #: plain Redis here, or every server process keeps its dashboards to itself (in-memory layer).
 EMPATHY_CHANNELS_URL = env_str("EMPATHY_CHANNELS_URL", "") or (None if _CLUSTER else EMPATHY_REDIS_URL)

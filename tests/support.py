@@ -1,5 +1,5 @@
-"""Test support: a private redis-server on a free port (never the machine's 6379), a Redis Cluster, and
-``wait_until``."""
+"""Test support: a private redis-server on a free port (never the machine's 6379), a Redis Cluster,
+``wait_until``, and people of a tier (``tier_user``, ``logged_in``)."""
 
 from __future__ import annotations
 
@@ -21,6 +21,25 @@ def wait_until(condition, timeout: float = 5.0, interval: float = 0.01):
             return value
         assert time.monotonic() < deadline, "condition not met in time"
         time.sleep(interval)
+
+def tier_user(username: str, tier: str | None):
+    """A new Django user in the group of ``tier`` ("observer", ... "steward"; None: in no tier group)."""
+    from django.contrib.auth.models import Group, User
+
+    user = User.objects.create_user(username)
+    if tier is not None:
+        user.groups.add(Group.objects.get_or_create(name=tier.capitalize())[0])
+    return user
+
+
+def logged_in(user, **client_options):
+    """A Django test client logged in as ``user``."""
+    from django.test import Client
+
+    client = Client(**client_options)
+    client.force_login(user)
+    return client
+
 
 def free_port() -> int:
     with socket.socket() as s:

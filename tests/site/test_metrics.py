@@ -6,8 +6,6 @@ import re
 import threading
 
 import pytest
-from django.contrib.auth import get_user_model
-from django.contrib.auth.models import Group
 
 from coordination import metrics
 from coordination.memory import memory_in_use
@@ -20,12 +18,13 @@ from empathy_os import (
     RedisShortTermMemory,
     StagedPattern,
 )
+from empathy_os.bench import nearest_rank
 from patterns import library
-from tests.support import RedisServer
+from tests.support import RedisServer, tier_user
 
 PAGE = "/metrics/dashboard/"
 SCRAPE = "/metrics"
-TIER_GROUPS = {"observer": "Observer", "contributor": "Contributor", "validator": "Validator", "steward": "Steward"}
+TIERS = ("observer", "contributor", "validator", "steward")
 
 HELP_LINE = re.compile(r"# HELP (?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*) .+")
 TYPE_LINE = re.compile(r"# TYPE (?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*) (?P<kind>counter|gauge|summary|histogram|untyped)")
@@ -42,10 +41,7 @@ def login(client, db):
     """``login(tier)``: log the test client in as a new user of that tier (None: no tier)."""
 
     def as_tier(tier):
-        user = get_user_model().objects.create_user(f"user-{tier}", password="pw-not-checked")
-        if tier is not None:
-            user.groups.add(Group.objects.get(name=TIER_GROUPS[tier]))
-        client.force_login(user)
+        client.force_login(tier_user(f"user-{tier}", tier))
         return client
 
     return as_tier
@@ -122,7 +118,7 @@ def lost_memory(db):
 # -- the page ---------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("tier", TIER_GROUPS)
+@pytest.mark.parametrize("tier", TIERS)
 def test_it_shows_the_chapters_metrics_to_every_tier(login, probe, tier):
     response = login(tier).get(PAGE)
     assert response.status_code == 200
@@ -401,7 +397,7 @@ def test_it_runs_the_probe_in_a_thread_until_stopped(site_memory):
 
 
 def test_it_takes_nearest_rank_quantiles_and_formats_latencies():
-    assert metrics.quantile([], 0.5) is None
-    assert metrics.quantile([3, 1, 2], 0.5) == 2
-    assert metrics.quantile(range(1, 101), 0.99) == 99
+    assert nearest_rank([], 50) is None
+    assert nearest_rank([3, 1, 2], 50) == 2
+    assert nearest_rank(range(1, 101), 99) == 99
     assert metrics.format_ms(0.4217) == "0.42 ms" and metrics.format_ms(1840) == "1.84 s"
