@@ -11,14 +11,11 @@ from __future__ import annotations
 import os
 import uuid
 
-# Playwright's sync API runs an event loop in this thread: Django refuses ORM calls there unless told.
-os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+import pytest
+from playwright.sync_api import expect, sync_playwright
 
-import pytest  # noqa: E402
-from playwright.sync_api import expect, sync_playwright  # noqa: E402
-
-from coordination.bench_live import WS_PROBE_JS, SiteServer, launch_chromium, log_in, wait_live  # noqa: E402
-from empathy_os import AccessTier, AgentCredentials, RedisShortTermMemory  # noqa: E402
+from coordination.bench_live import WS_PROBE_JS, SiteServer, launch_chromium, log_in, wait_live
+from empathy_os import AccessTier, AgentCredentials, RedisShortTermMemory
 
 PASSWORD = "browser-tests-pass-7"
 #: The people the pages care about: two validators review, a steward leads a team, an observer watches.
@@ -37,10 +34,17 @@ def site(redis_server):
 
 @pytest.fixture(scope="session")
 def browser():
-    with sync_playwright() as playwright:
-        chromium = launch_chromium(playwright)
-        yield chromium
-        chromium.close()
+    # Playwright's sync API runs an event loop in this thread: Django refuses ORM calls there unless
+    # told. Set here, not when this file is imported, so the tests that run before the browser tests
+    # (they run last) keep Django's check.
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    try:
+        with sync_playwright() as playwright:
+            chromium = launch_chromium(playwright)
+            yield chromium
+            chromium.close()
+    finally:
+        del os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"]
 
 
 @pytest.fixture(scope="session")

@@ -11,13 +11,13 @@ import re
 import pytest
 from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
-from django.contrib.auth.models import Group, User
-from django.test import Client
 
 from coordination.memory import memory_in_use
 from coordination.relay import Relay
+from empathy_os import AgentCoordinator, AgentTask
 from empathy_os.events import EventReader
 from empathy_site.asgi import application
+from tests.support import logged_in, tier_user
 
 #: Cookie names for the ``cookies`` fixture: one person per tier, and ``nobody`` in no tier group.
 PEOPLE = {"observer": "Observer", "contributor": "Contributor", "validator": "Validator", "steward": "Steward",
@@ -32,10 +32,27 @@ def site_memory(memory, settings):
         yield memory
 
 
+#: The team of ``review_team``.
+TEAM = "review_team"
+#: The ids of the partials of a team dashboard's snapshot, in order (the memory badge comes last).
+DASHBOARD_PARTS = ("agents", "tasks-pending", "tasks-in_progress", "tasks-completed", "tasks-failed", "signal-feed",
+                   "sessions", "counters")
+
+
 @pytest.fixture
 def team():
     """What the test's modules write before the relay starts (they override it): none here."""
     return None
+
+
+@pytest.fixture
+def review_team(site_memory):
+    """``TEAM`` with agent ``alpha`` and one pending task, ``t1`` (modules that watch a team return it
+    as their ``team``)."""
+    coordinator = AgentCoordinator(site_memory, TEAM)
+    coordinator.register_agent("alpha", ["review"])
+    coordinator.add_task(AgentTask("t1", "review", "check the diff"))
+    return coordinator
 
 
 @pytest.fixture
@@ -51,11 +68,7 @@ async def relay(site_memory, team):
 
 def session_cookie(username: str, group: str | None) -> tuple[bytes, bytes]:
     """A ``cookie`` header of a logged-in session of a new user in ``group`` (None: no group)."""
-    user = User.objects.create_user(username)
-    if group:
-        user.groups.add(Group.objects.get_or_create(name=group)[0])
-    client = Client()
-    client.force_login(user)
+    client = logged_in(tier_user(username, group.lower() if group else None))
     return (b"cookie", f"sessionid={client.cookies['sessionid'].value}".encode())
 
 

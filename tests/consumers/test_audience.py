@@ -11,25 +11,20 @@ from channels.layers import get_channel_layer
 from coordination import live
 from coordination.consumers import TeamConsumer
 from coordination.hub import LocalGroups, local_groups
-from empathy_os import AgentCoordinator, AgentTask
+from empathy_os import AgentTask
 
+from .conftest import DASHBOARD_PARTS, TEAM, ids_of
 from .conftest import connect as open_socket
-from .conftest import ids_of
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-TEAM = "review_team"
 GROUP = f"team.{TEAM}"
-SNAPSHOT = ["agents", "tasks-pending", "tasks-in_progress", "tasks-completed", "tasks-failed", "signal-feed",
-            "sessions", "counters", "memory-status"]
+SNAPSHOT = [*DASHBOARD_PARTS, "memory-status"]
 
 
 @pytest.fixture
-def team(site_memory):
-    coordinator = AgentCoordinator(site_memory, TEAM)
-    coordinator.register_agent("alpha", ["review"])
-    coordinator.add_task(AgentTask("t1", "review"))
-    return coordinator
+def team(review_team):
+    return review_team
 
 
 async def connect(cookie):

@@ -15,23 +15,18 @@ from channels.layers import get_channel_layer
 from coordination.live import CLOSE_FORBIDDEN
 from empathy_os import AgentCoordinator, AgentTask, TeamSession
 
+from .conftest import DASHBOARD_PARTS, TEAM, ids_of
 from .conftest import connect as open_socket
-from .conftest import ids_of
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-TEAM = "review_team"
 TIERS = ("observer", "contributor", "validator", "steward")
-PARTS = ("agents", "tasks-pending", "tasks-in_progress", "tasks-completed", "tasks-failed", "signal-feed",
-         "sessions", "counters")
+PARTS = DASHBOARD_PARTS
 
 
 @pytest.fixture
-def team(site_memory):
-    coordinator = AgentCoordinator(site_memory, TEAM)
-    coordinator.register_agent("alpha", ["review"])
-    coordinator.add_task(AgentTask("t1", "review", "check the diff"))
-    return coordinator
+def team(review_team):
+    return review_team
 
 
 async def connect(cookie=None, team_id=TEAM, origin=b"http://localhost"):

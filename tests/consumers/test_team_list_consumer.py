@@ -16,21 +16,17 @@ from coordination.consumers import Coalescer
 from coordination.relay import TEAMS_GROUP, groups_for
 from empathy_os import AgentCoordinator, AgentTask
 
+from .conftest import TEAM, ids_of
 from .conftest import connect as open_socket
-from .conftest import ids_of
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-TEAM = "review_team"
 TIERS = ("observer", "contributor", "validator", "steward")
 
 
 @pytest.fixture
-def team(site_memory):
-    coordinator = AgentCoordinator(site_memory, TEAM)
-    coordinator.register_agent("alpha", ["review"])
-    coordinator.add_task(AgentTask("t1", "review"))
-    return coordinator
+def team(review_team):
+    return review_team
 
 
 async def relay_until_some(relay, tries: int = 20) -> int:

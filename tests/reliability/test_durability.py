@@ -18,10 +18,8 @@ from dataclasses import dataclass, field
 
 import pytest
 import redis
-from django.contrib.auth.models import Group
 from django.test import Client
 
-from coordination.access import GROUP_TIERS
 from coordination.memory import memory_in_use
 from empathy_os import (
     AccessTier,
@@ -36,7 +34,7 @@ from empathy_os import (
 )
 from patterns import library
 from patterns.models import LibraryPattern, PatternDecision
-from tests.support import RedisServer
+from tests.support import RedisServer, logged_in, tier_user
 
 TEAM = "durable"
 AGENTS = 3
@@ -258,18 +256,12 @@ def site_on_private_redis():
     server.stop()
 
 
-def observer_client(django_user_model) -> Client:
-    tier_group = {tier: name for name, tier in GROUP_TIERS.items()}[AccessTier.OBSERVER]
-    user = django_user_model.objects.create_user("watcher")
-    user.groups.add(Group.objects.get_or_create(name=tier_group)[0])
-    client = Client()
-    client.force_login(user)
-    return client
+def observer_client() -> Client:
+    return logged_in(tier_user("watcher", "observer"))
 
 
 @pytest.mark.django_db
-def test_it_serves_the_library_and_decisions_from_the_database_without_redis(site_on_private_redis,
-                                                                             django_user_model):
+def test_it_serves_the_library_and_decisions_from_the_database_without_redis(site_on_private_redis):
     server, memory = site_on_private_redis
     agent = AgentCredentials("perf", AccessTier.CONTRIBUTOR, TEAM)
     validator = AgentCredentials("human-val", AccessTier.VALIDATOR, TEAM)
@@ -277,7 +269,7 @@ def test_it_serves_the_library_and_decisions_from_the_database_without_redis(sit
     memory.stage_pattern(agent, StagedPattern("p2", "perf", "optimization", "Busy loop", code="b()"))
     library.promote(memory, validator, "p1", "good")
     library.reject(memory, validator, "p2", "too specific")
-    browser = observer_client(django_user_model)
+    browser = observer_client()
 
     server.kill()
     assert not memory.ping()

@@ -6,12 +6,11 @@ import re
 import time
 
 import pytest
-from django.contrib.auth.models import Group, User
 
 from coordination import dashboard
 from coordination.relay import relayed
 from empathy_os import AccessTier, AgentCoordinator, AgentCredentials, AgentTask, RedisShortTermMemory, TeamSession
-from tests.support import free_port
+from tests.support import free_port, tier_user
 
 TIERS = ("observer", "contributor", "validator", "steward")
 TEAM = "review_team"
@@ -20,12 +19,8 @@ TEAM = "review_team"
 @pytest.fixture
 def users(db):
     """One person per tier, plus ``nobody`` (in no tier group)."""
-    out = {}
-    for tier in TIERS:
-        user = User.objects.create_user(f"{tier}-person")
-        user.groups.add(Group.objects.get_or_create(name=tier.capitalize())[0])
-        out[tier] = user
-    out["nobody"] = User.objects.create_user("nobody")
+    out = {tier: tier_user(f"{tier}-person", tier) for tier in TIERS}
+    out["nobody"] = tier_user("nobody", None)
     return out
 
 

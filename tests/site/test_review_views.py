@@ -7,11 +7,8 @@ Every test runs on both backends (the ``memory`` fixture); decisions land in the
 from __future__ import annotations
 
 import pytest
-from django.contrib.auth.models import Group
 from django.db import DatabaseError
-from django.test import Client
 
-from coordination.access import GROUP_TIERS
 from coordination.memory import memory_in_use
 from empathy_os import (
     AccessTier,
@@ -22,42 +19,30 @@ from empathy_os import (
 )
 from patterns import library
 from patterns.models import LibraryLookup, LibraryPattern, PatternDecision
-from tests.support import free_port
+from tests.support import free_port, logged_in, tier_user
 
 pytestmark = pytest.mark.django_db
 
 STAGING = "/patterns/staging/"
-TIER_GROUPS = {tier: name for name, tier in GROUP_TIERS.items()}
 
 
 @pytest.fixture
-def users(django_user_model):
+def users(db):
     """One person per tier, plus a second validator: ``users["validator"]``, ``users["validator2"]``."""
 
-    def make(name, tier):
-        user = django_user_model.objects.create_user(name)
-        user.groups.add(Group.objects.get_or_create(name=TIER_GROUPS[tier])[0])
-        return user
-
-    people = {tier.name.lower(): make(tier.name.lower(), tier) for tier in AccessTier}
-    people["validator2"] = make("val2", AccessTier.VALIDATOR)
+    people = {tier.name.lower(): tier_user(tier.name.lower(), tier.name.lower()) for tier in AccessTier}
+    people["validator2"] = tier_user("val2", "validator")
     return people
-
-
-def client_for(user, **kwargs) -> Client:
-    client = Client(**kwargs)
-    client.force_login(user)
-    return client
 
 
 @pytest.fixture
 def validator(users):
-    return client_for(users["validator"])
+    return logged_in(users["validator"])
 
 
 @pytest.fixture
 def validator2(users):
-    return client_for(users["validator2"])
+    return logged_in(users["validator2"])
 
 
 def stage(memory, pattern_id="p1", team="t1", agent="perf", **fields):
@@ -95,14 +80,14 @@ def test_it_sends_anonymous_people_to_log_in(client, site_memory, path):
 
 @pytest.mark.parametrize("tier", ["observer", "contributor"])
 def test_it_refuses_the_queue_below_validator(site_memory, users, tier):
-    assert client_for(users[tier]).get(STAGING).status_code == 403
+    assert logged_in(users[tier]).get(STAGING).status_code == 403
 
 
 @pytest.mark.parametrize("tier", ["validator", "steward"])
 def test_it_shows_staged_patterns_of_every_team_to_validators(site_memory, users, tier):
     stage(site_memory, "p1", team="t1")
     stage(site_memory, "p2", team="t2", agent="sec", pattern_type="security", name="Validate input", confidence=0.5)
-    response = client_for(users[tier]).get(STAGING)
+    response = logged_in(users[tier]).get(STAGING)
     assert response.status_code == 200
     page = html(response)
     assert 'hx-ext="ws" ws-connect="/ws/patterns/staging/"' in page
@@ -158,7 +143,7 @@ def test_it_flags_a_rediscovery_of_a_library_pattern(site_memory, validator):
 
 def test_it_says_when_the_memory_is_offline(users):
     with memory_in_use(RedisShortTermMemory(f"redis://127.0.0.1:{free_port()}/0")):
-        response = client_for(users["validator"]).get(STAGING)
+        response = logged_in(users["validator"]).get(STAGING)
     assert response.status_code == 200
     assert "memory offline" in html(response)
 
@@ -223,7 +208,7 @@ def test_it_refuses_a_reject_without_a_reason(site_memory, validator, reason):
 
 def test_it_enforces_csrf_on_decisions(site_memory, users):
     stage(site_memory)
-    browser = client_for(users["validator"], enforce_csrf_checks=True)
+    browser = logged_in(users["validator"], enforce_csrf_checks=True)
     assert browser.post(url("t1", "p1", "approve")).status_code == 403
     assert browser.post(url("t1", "p1", "lock")).status_code == 403
     assert staged_ids(site_memory) == ["p1"] and get_review_lock(site_memory, _validator_creds(), "p1") is None
@@ -241,7 +226,7 @@ def _validator_creds(team="t1", name="validator"):
 @pytest.mark.parametrize("tier", ["observer", "contributor"])
 def test_it_refuses_decisions_and_locks_below_validator(site_memory, users, tier):
     stage(site_memory)
-    person = client_for(users[tier])
+    person = logged_in(users[tier])
     assert person.post(url("t1", "p1", "approve")).status_code == 403
     assert person.post(url("t1", "p1", "reject"), {"reason": "no"}).status_code == 403
     assert person.post(url("t1", "p1", "lock")).status_code == 403
@@ -358,7 +343,7 @@ def test_it_lists_the_library_with_reuse_counts_without_counting_people(site_mem
     _promote(site_memory, "p1", name="Eager loading", code="a()")
     _promote(site_memory, "p2", team="t2", name="<b>Bold</b>", code="b()")
     LibraryPattern.objects.filter(pattern_id="p1").update(reuse_count=7)
-    response = client_for(users["observer"]).get("/patterns/library/")
+    response = logged_in(users["observer"]).get("/patterns/library/")
     assert response.status_code == 200
     page = html(response)
     assert '<article id="library-t1--p1"' in page and '<article id="library-t2--p2"' in page
@@ -373,7 +358,7 @@ def test_it_searches_the_library_by_text_and_type(site_memory, users):
     _promote(site_memory, "p1", name="Eager loading", code="a()")
     _promote(site_memory, "p2", name="Input validation", pattern_type="security", code="b()")
     _promote(site_memory, "p3", team="t2", name="Lazy eager", pattern_type="security", code="c()")
-    observer = client_for(users["observer"])
+    observer = logged_in(users["observer"])
     by_text = html(observer.get("/patterns/library/", {"q": "eager"}))
     assert "library-t1--p1" in by_text and "library-t2--p3" in by_text and "library-t1--p2" not in by_text
     by_both = html(observer.get("/patterns/library/", {"q": "eager", "type": "security"}))
@@ -388,10 +373,10 @@ def test_it_searches_the_library_by_text_and_type(site_memory, users):
 def test_it_lists_decisions_newest_first_with_who_when_and_why(site_memory, users):
     stage(site_memory, "p1")
     stage(site_memory, "p2", code="x()")
-    validator = client_for(users["validator"])
+    validator = logged_in(users["validator"])
     validator.post(url("t1", "p1", "approve"))
     validator.post(url("t1", "p2", "reject"), {"reason": "<i>not</i> general"})
-    response = client_for(users["observer"]).get("/patterns/decisions/")
+    response = logged_in(users["observer"]).get("/patterns/decisions/")
     assert response.status_code == 200
     page = html(response)
     assert page.index('id="decision-t1--p2"') < page.index('id="decision-t1--p1"')
@@ -404,7 +389,7 @@ def test_it_pages_decisions_by_fifty(site_memory, users):
     PatternDecision.objects.bulk_create(
         PatternDecision(team_id="t1", pattern_id=f"p{i}", decision="promoted", decided_by="v", pattern={})
         for i in range(55))
-    observer = client_for(users["observer"])
+    observer = logged_in(users["observer"])
     first, second = html(observer.get("/patterns/decisions/")), html(observer.get("/patterns/decisions/?page=2"))
     assert first.count('<tr id="decision-') == 50 and second.count('<tr id="decision-') == 5
     assert "Page 1 of 2" in first and 'rel="next"' in first

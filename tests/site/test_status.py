@@ -1,16 +1,14 @@
 """The home page (the team list) says which memory the site runs on."""
 
 import pytest
-from django.contrib.auth.models import Group, User
 
 from empathy_os import AgentCoordinator
+from tests.support import tier_user
 
 
 @pytest.fixture
 def observer(client, db):
-    user = User.objects.create_user("otto")
-    user.groups.add(Group.objects.get_or_create(name="Observer")[0])
-    client.force_login(user)
+    client.force_login(tier_user("otto", "observer"))
     return client
 
 
