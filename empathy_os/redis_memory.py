@@ -381,14 +381,18 @@ class RedisShortTermMemory:
         every master (each holds only its slots' keys)."""
         return {"target_nodes": self.client.PRIMARIES} if self.mode == "cluster" else {}
 
+    def _memory_info(self) -> list[dict]:
+        """``INFO memory`` of each master (one in plain mode; a cluster answers per node)."""
+        info = self.read(self.client.info, "memory", **self._every_master())
+        return [info] if "used_memory" in info else [n for n in info.values() if isinstance(n, dict)]
+
     def _memory_used(self) -> str:
         if self.mode == "mock":
             return "n/a (in-process mock)"
-        info = self.read(self.client.info, "memory", **self._every_master())
-        if "used_memory" not in info:  # a cluster answers per node
-            total = sum(node.get("used_memory", 0) for node in info.values() if isinstance(node, dict))
-            return f"{total / 1048576:.2f}M"
-        return info.get("used_memory_human", "unknown")
+        nodes = self._memory_info()
+        if len(nodes) == 1 and "used_memory_human" in nodes[0]:
+            return nodes[0]["used_memory_human"]
+        return f"{sum(int(n.get('used_memory', 0)) for n in nodes) / 1048576:.2f}M"
 
     def get_retention_usage(self) -> dict:
         """How full the bounded structures are, for gauges against the config's limits.
@@ -418,8 +422,7 @@ class RedisShortTermMemory:
             team_usage["inbox_max"] = max([next(lengths) for _ in team_usage.pop("agents")], default=0)
         used = maxmemory = None
         if self.mode != "mock":
-            info = self.read(self.client.info, "memory", **self._every_master())
-            nodes = [info] if "used_memory" in info else [n for n in info.values() if isinstance(n, dict)]
+            nodes = self._memory_info()
             used = sum(int(n.get("used_memory", 0)) for n in nodes)
             maxmemory = sum(int(n.get("maxmemory", 0)) for n in nodes)
         return {"used_memory": used, "maxmemory": maxmemory, "teams": usage}

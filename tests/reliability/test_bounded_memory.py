@@ -421,7 +421,7 @@ def test_it_tells_growth_from_a_plateau():
 @pytest.mark.soak
 @pytest.mark.django_db(transaction=True)
 def test_it_keeps_redis_memory_flat_under_the_demo_workload_after_warm_up(soak_url):
-    """The demo's seven agents at 50x speed for 40 s (33 demo minutes) on a private redis-server, with
+    """The demo's seven agents at 50x speed for 72 s (an hour of demo time) on a private redis-server, with
     12-second age limits and small count limits (SOAK_CONFIG). Criterion (:func:`flat_after_warmup`): after
     a warm-up third, the last third's mean used_memory, used_memory_dataset and key count (above the empty
     server's) are within 20% of the middle third's. With the default limits (a day, 10,000 entries) the
