@@ -95,10 +95,10 @@ def memory_factory(backend, request):
 def probe(site_memory, monkeypatch):
     """A fresh metrics probe of the test's site memory, the one the metrics page and ``/metrics`` show
     (``site_memory`` comes from the test's directory)."""
-    from coordination import metrics
+    from coordination import metrics_probe
 
-    fresh = metrics.Probe(memory_getter=lambda: site_memory)
-    monkeypatch.setattr(metrics, "PROBE", fresh)
+    fresh = metrics_probe.Probe(memory_getter=lambda: site_memory)
+    monkeypatch.setattr(metrics_probe, "PROBE", fresh)
     return fresh
 
 
