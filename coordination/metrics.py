@@ -24,8 +24,9 @@ from django.db import DatabaseError
 from django.db.models import Count
 from django.template.loader import render_to_string
 
-from empathy_os import AccessTier, AgentCoordinator, AgentCredentials, MemoryUnavailableError
+from empathy_os import MemoryUnavailableError
 from empathy_os.bench import nearest_rank
+from empathy_os.overview import read_overview
 from patterns.models import LibraryLookup, LibraryPattern
 
 from . import metrics_probe
@@ -67,39 +68,43 @@ LATENCIES = (
 # -- figures read from the library and the pattern library ---------------------------------------------
 
 
-def coordination_samples(memory, team_id: str, limit: int = RECENT_TASKS) -> list[tuple[float, float]]:
-    """``(claimed_at, seconds waited)`` of the team's recently claimed tasks, oldest claim first.
+def coordination_samples(recent_tasks, limit: int = RECENT_TASKS) -> list[tuple[float, float]]:
+    """``(claimed_at, seconds waited)`` of a team's recently claimed tasks (its overview row's
+    ``recent_tasks``), oldest claim first.
 
     Only first claims count (``attempts == 1``): a task claimed again after a lapsed lease waited
     for the lease, not for coordination.
     """
-    coordinator = AgentCoordinator(memory, team_id, AgentCredentials("metrics", AccessTier.OBSERVER, team_id))
-    samples = []
-    for status in ("in_progress", "completed", "failed"):
-        for task in coordinator.list_tasks(status, limit):
-            if task.attempts == 1 and task.claimed_at and task.created_at:
-                samples.append((task.claimed_at, max(0.0, task.claimed_at - task.created_at)))
-    samples.sort()
+    samples = sorted((t["claimed_at"], max(0.0, t["claimed_at"] - t["created_at"])) for t in recent_tasks
+                     if t["attempts"] == 1 and t["claimed_at"] and t["created_at"])
     return samples[-limit:]
 
 
-def team_figures(memory, team_id: str) -> dict:
-    """What the Prometheus endpoint and the page show per team, read through the library."""
-    observer = AgentCredentials("metrics", AccessTier.OBSERVER, team_id)
-    coordinator = AgentCoordinator(memory, team_id, observer)
-    results = coordinator.aggregate_results()
-    coordination = coordination_samples(memory, team_id)
+def figures_of(row: dict) -> dict:
+    """What the Prometheus endpoint and the page show of a team, from its overview row."""
+    coordination = coordination_samples(row["recent_tasks"])
     return {
-        "team": team_id,
-        "tasks": coordinator.count_tasks(),
-        "completed_total": results["total_completed"],
-        "failed_total": results["total_failed"],
-        "agents_active": len(coordinator.get_active_agents()),
-        "patterns_staged": len(memory.get_staged_patterns(observer)),
+        "team": row["team_id"],
+        "tasks": row["tasks"],
+        "completed_total": row["completed_total"],
+        "failed_total": row["failed_total"],
+        "agents_active": row["active_agents"],
+        "patterns_staged": row["patterns_staged"],
         "coordination": coordination,
         "coordination_last": coordination[-1][1] if coordination else None,
         "coordination_p50": nearest_rank([s for _, s in coordination], 50),
     }
+
+
+def read_figures(memory, *, server: bool = True, teams: list[str] | None = None) -> tuple[dict, list[dict]]:
+    """The memory's overview (one read, :func:`empathy_os.overview.read_overview`) and every team's figures."""
+    overview = read_overview(memory, RECENT_TASKS, teams=teams, server=server)
+    return overview, [figures_of(row) for row in overview["teams"]]
+
+
+def team_figures(memory, team_id: str) -> dict:
+    """One team's figures (the Prometheus endpoint reads them team by team; :func:`read_figures` reads all)."""
+    return read_figures(memory, server=False, teams=[team_id])[1][0]
 
 
 def library_figures() -> dict:
@@ -225,7 +230,7 @@ PART_TEMPLATES = {
 }
 #: What a probe round can change, and what a snapshot holds (``latency`` holds the coordination chart).
 ROUND_PARTS = ("error", "probe", "latency", "reuse", "teams", "memory")
-#: The parts that read the teams' figures, and those that read the memory's stats.
+#: The parts that show the teams' figures, and those that show the memory's stats (DBSIZE, INFO).
 _TEAM_PARTS = {"latency", "coordination", "teams"}
 _STATS_PARTS = {"error", "memory"}
 
@@ -263,18 +268,19 @@ def dashboard_report(memory, probe: Probe | None = None, parts=ROUND_PARTS) -> d
               "probe": probe, "retention": retention_figures(memory.config), "window": WINDOW, "library": None}
     coordination: list = []
     try:
-        if wanted & _STATS_PARTS:
-            report["stats"] = memory.get_stats()
-        if "memory" in wanted:
-            report["gauges"] = retention_gauges(memory.config, memory.get_retention_usage())
-        if wanted & _TEAM_PARTS:
-            for team_id in memory.list_teams():
-                figures = team_figures(memory, team_id)
-                p50, last = figures["coordination_p50"], figures["coordination_last"]
-                figures["coordination_p50_text"] = format_ms(None if p50 is None else p50 * 1000)
-                figures["coordination_last_text"] = format_ms(None if last is None else last * 1000)
-                report["teams"].append(figures)
-                coordination += figures["coordination"]
+        if wanted & (_STATS_PARTS | _TEAM_PARTS | {"memory"}):  # one read of every team, whatever is shown
+            overview, teams = read_figures(memory, server=bool(wanted & (_STATS_PARTS | {"memory"})))
+            if wanted & _STATS_PARTS:
+                report["stats"] = overview["stats"]
+            if "memory" in wanted:
+                report["gauges"] = retention_gauges(memory.config, overview["usage"])
+            if wanted & _TEAM_PARTS:
+                for figures in teams:
+                    p50, last = figures["coordination_p50"], figures["coordination_last"]
+                    figures["coordination_p50_text"] = format_ms(None if p50 is None else p50 * 1000)
+                    figures["coordination_last_text"] = format_ms(None if last is None else last * 1000)
+                    report["teams"].append(figures)
+                    coordination += figures["coordination"]
     except MemoryUnavailableError as exc:
         report.update(online=False, error=str(exc))
     coordination.sort()

@@ -1,5 +1,5 @@
 """Test support: a private redis-server on a free port (never the machine's 6379), a Redis Cluster,
-``wait_until``, and people of a tier (``tier_user``, ``logged_in``)."""
+``wait_until``, ``redis_calls`` (round trips counted), and people of a tier (``tier_user``, ``logged_in``)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import socket
 import subprocess
 import tempfile
 import time
+from contextlib import contextmanager
 
 import redis
 
@@ -21,6 +22,60 @@ def wait_until(condition, timeout: float = 5.0, interval: float = 0.01):
             return value
         assert time.monotonic() < deadline, "condition not met in time"
         time.sleep(interval)
+
+@contextmanager
+def redis_calls(client):
+    """Count the round trips ``client`` (redis-py or fakeredis, not a cluster) makes inside the block:
+    yields a list that gets each command sent alone (its name) and ``"PIPELINE"`` per pipeline executed."""
+    calls: list[str] = []
+    send, make_pipeline = client.execute_command, client.pipeline
+
+    def execute_command(*args, **options):
+        calls.append(str(args[0]).upper())
+        return send(*args, **options)
+
+    def pipeline(*args, **options):
+        pipe = make_pipeline(*args, **options)
+        run = pipe.execute
+
+        def execute(*a, **kw):
+            calls.append("PIPELINE")
+            return run(*a, **kw)
+
+        pipe.execute = execute
+        return pipe
+
+    client.execute_command, client.pipeline = execute_command, pipeline
+    try:
+        yield calls
+    finally:
+        del client.execute_command, client.pipeline
+
+
+def busy_team(memory, team: str) -> None:
+    """A team with finished tasks (two completed, one failed), a pending one, an agent with an inbox
+    and a staged pattern: every figure of the team list and the metrics page."""
+    from empathy_os import AccessTier, AgentCoordinator, AgentCredentials, AgentTask, StagedPattern
+
+    coordinator = AgentCoordinator(memory, team)
+    coordinator.register_agent("worker", ["review"])
+    coordinator.add_tasks([AgentTask(f"task-{i}", "review") for i in range(4)])
+    for i in range(3):
+        task = coordinator.claim_task("worker")
+        if i < 2:
+            coordinator.complete_task(task.task_id, {"ok": True})
+        else:
+            coordinator.fail_task(task.task_id, "broken input")
+    sender = AgentCredentials("worker", AccessTier.CONTRIBUTOR, team)
+    memory.send_signal(sender, "ping", {"n": 1}, target_agent="worker")
+    memory.stage_pattern(sender, StagedPattern("staged_1", "worker", "optimization", "Staged", code="x()"))
+
+
+def expected_overview_calls(memory) -> list[str]:
+    """What one read of every team costs (``empathy_os.overview``): the team index, the teams' figures,
+    their inboxes and recent tasks (one pipeline each), DBSIZE, and INFO (not in mock mode)."""
+    return ["PIPELINE", "PIPELINE", "PIPELINE", "DBSIZE", *(["INFO"] if memory.mode != "mock" else [])]
+
 
 def tier_user(username: str, tier: str | None):
     """A new Django user in the group of ``tier`` ("observer", ... "steward"; None: in no tier group)."""

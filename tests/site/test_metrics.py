@@ -20,7 +20,7 @@ from empathy_os import (
 )
 from empathy_os.bench import nearest_rank
 from patterns import library
-from tests.support import RedisServer, tier_user
+from tests.support import RedisServer, busy_team, expected_overview_calls, redis_calls, tier_user
 
 PAGE = "/metrics/dashboard/"
 SCRAPE = "/metrics"
@@ -180,6 +180,21 @@ def test_it_charts_the_coordination_latency_of_real_tasks(login, probe, site_mem
     assert len(re.search(r'<polyline points="([^"]+)"', card)[1].split()) == 2
     row = re.search(r'<tr id="metrics-team-review_team">.*?</tr>', html, re.S)[0]
     assert re.search(r"<td>[0-9.]+ (ms|s)</td>", row)
+
+
+def test_it_reads_every_team_in_a_fixed_number_of_redis_calls(site_memory, probe, db):
+    calls, made = {}, 0
+    for teams in (1, 12):
+        while made < teams:
+            busy_team(site_memory, f"team{made}")
+            made += 1
+        with redis_calls(site_memory.client) as calls[teams]:
+            parts = metrics.render_parts(site_memory, metrics.ROUND_PARTS)
+        assert sum(f'id="metrics-team-team{i}"' in part for part in parts for i in range(teams)) == teams
+    assert calls[1] == calls[12] == expected_overview_calls(site_memory)
+    with redis_calls(site_memory.client) as live:  # a team event's update: no DBSIZE, no INFO
+        metrics.render_parts(site_memory, metrics.parts_for_event("task.claimed"))
+    assert live == ["PIPELINE", "PIPELINE", "PIPELINE"]
 
 
 def test_it_says_when_there_are_no_samples_yet(login, probe):

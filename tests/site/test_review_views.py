@@ -367,6 +367,27 @@ def test_it_searches_the_library_by_text_and_type(site_memory, users):
     assert nothing.status_code == 200 and "No library pattern matches" in html(nothing)
 
 
+def test_it_searches_every_team_of_the_library_in_one_query(site_memory, users):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    observer = logged_in(users["observer"])
+
+    def patterns_queries():
+        with CaptureQueriesContext(connection) as queries:
+            page = html(observer.get("/patterns/library/", {"q": "eager"}))
+        return page, [q["sql"] for q in queries if "patterns_librarypattern" in q["sql"]]
+
+    _promote(site_memory, "p0", team="t0", code="x0()")
+    page, one_team = patterns_queries()
+    for i in range(1, 6):
+        _promote(site_memory, f"p{i}", team=f"t{i}", code=f"x{i}()")
+    page, six_teams = patterns_queries()
+    assert all(f"library-t{i}--p{i}" in page for i in range(6))
+    assert len(six_teams) == len(one_team) == 2  # the search, and the list of types
+    assert page.index("library-t5--p5") < page.index("library-t0--p0")  # newest first
+
+
 # -- decisions audit --------------------------------------------------------------------------------
 
 
