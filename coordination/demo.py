@@ -30,7 +30,7 @@ import random
 import threading
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from django.db import DatabaseError, close_old_connections, connection
 
@@ -42,7 +42,9 @@ from empathy_os import (
     ConflictError,
     EmpathyError,
     MemoryUnavailableError,
+    RedisShortTermMemory,
     StagedPattern,
+    StagingFullError,
     TeamSession,
     get_session_info,
 )
@@ -53,7 +55,8 @@ log = logging.getLogger("coordination.demo")
 
 #: Broadcast by a lead when it queued work; idle agents wake up on it.
 WORK_SIGNAL = "work_available"
-#: A team's staging queue is not filled beyond this (validators decide; agents then stage more).
+#: The demo's agents stage no more than this per team (their memory's ``staged_pattern_limit``: the
+#: library refuses more with StagingFullError; validators decide, then agents stage again).
 MAX_STAGED = 25
 #: Chances, per finished task (a rediscovery: per discovery).
 FAIL_CHANCE, CRASH_CHANCE, STAGE_CHANCE, REDISCOVERY_CHANCE = 0.07, 0.03, 0.15, 0.15
@@ -371,10 +374,10 @@ class Worker(Actor):
                 self.coordinator.send_signal("pattern_reused", {"pattern": same[0].pattern_id,
                                                                 "task_id": task.task_id})
                 return "reused"
-        observer = AgentCredentials(self.agent_id, AccessTier.OBSERVER, self.team_id)
-        if len(self.memory.get_staged_patterns(observer)) >= MAX_STAGED:
+        try:
+            self.memory.stage_pattern(self.credentials, candidate)
+        except StagingFullError:
             return "queue full"
-        self.memory.stage_pattern(self.credentials, candidate)
         return "staged"
 
 
@@ -442,13 +445,21 @@ class Lead(Actor):
             del self.open[session_id]
 
 
-class Demo:
-    """Every actor of every team, over one memory."""
+def capped_staging(memory, limit: int) -> RedisShortTermMemory:
+    """``memory`` (the same connection) with at most ``limit`` staged patterns per team."""
+    if memory.config.staged_pattern_limit <= limit:
+        return memory
+    return RedisShortTermMemory(client=memory.client, config=replace(memory.config, staged_pattern_limit=limit))
 
-    def __init__(self, memory, speed: float = 1.0, seed: int | None = None, teams=TEAMS):
+
+class Demo:
+    """Every actor of every team, over one memory (its staging capped at ``max_staged`` per team)."""
+
+    def __init__(self, memory, speed: float = 1.0, seed: int | None = None, teams=TEAMS,
+                 max_staged: int = MAX_STAGED):
         if not speed > 0:
             raise ValueError(f"speed must be positive, got {speed!r}")
-        self.memory = memory
+        memory = self.memory = capped_staging(memory, max_staged)
         self.speed = speed
         rng = random.Random(seed)
         self.actors: list[Actor] = []

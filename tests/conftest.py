@@ -40,6 +40,14 @@ def cluster_url(redis_cluster):
     return redis_cluster.url
 
 
+@pytest.fixture
+def private_redis():
+    """A redis-server of the test's own (free port), for a test that kills or restarts it; stopped after."""
+    server = RedisServer()
+    yield server
+    server.stop()
+
+
 def make_memory(backend: str, request, **kwargs) -> RedisShortTermMemory:
     if backend == "mock":
         client = fakeredis.FakeRedis(server=fakeredis.FakeServer(), decode_responses=True)

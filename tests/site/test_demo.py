@@ -191,15 +191,17 @@ def test_it_stages_a_pattern_with_a_script_tag_in_its_code(memory, review):
     assert "<script>" in staged[0].code
 
 
-def test_it_stops_staging_when_the_review_queue_is_full(memory, review, monkeypatch):
-    monkeypatch.setattr(demo, "MAX_STAGED", 1)
-    d, actors = review
+def test_it_stops_staging_when_the_review_queue_is_full(memory, db):
+    d = demo.Demo(memory, seed=7, teams=demo.TEAMS[:1], max_staged=1)
+    actors = {actor.agent_id: actor for actor in d.actors}
     actors["lead_reviewer"].open_review()
     worker = actors["style_agent"]
     worker.step()
     first, second = demo.PATTERNS["style_review"][1], demo.PATTERNS["style_review"][2]
     assert worker.discover_pattern(worker.task, spec=first) == "staged"
     assert worker.discover_pattern(worker.task, spec=second) == "queue full"
+    assert len(memory.get_staged_patterns(AgentCredentials("v", AccessTier.VALIDATOR, REVIEW))) == 1
+    assert memory.config.staged_pattern_limit > 1  # the site's own agents keep the site's limit
 
 
 def test_it_seeds_each_library_once(memory):
