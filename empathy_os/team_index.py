@@ -45,15 +45,17 @@ def _candidates(memory, team_id: str) -> list[str]:
 
 def register(memory, team_id: str) -> None:
     """List ``team_id`` (once; the first time seen is kept)."""
+    from .redis_memory import UNAVAILABLE  # (redis_memory imports this module)
+
     now = int(time.time() * 1000)
     candidates = _candidates(memory, team_id)
     for i, key in enumerate(candidates):
         try:
-            memory.read(memory.client.zadd, key, {team_id: now}, nx=True)
+            memory.client.zadd(key, {team_id: now}, nx=True)
             return
-        except MemoryUnavailableError:
+        except UNAVAILABLE as exc:
             if i == len(candidates) - 1:
-                raise
+                raise memory._unavailable(exc) from None
 
 
 def _merge(replies, found: dict) -> None:
