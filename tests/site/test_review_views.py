@@ -401,7 +401,7 @@ def test_it_lists_decisions_newest_first_with_who_when_and_why(site_memory, user
     page = html(response)
     assert page.index('id="decision-t1--p2"') < page.index('id="decision-t1--p1"')
     row = page[page.index('<tr id="decision-t1--p2"'):page.index('<tr id="decision-t1--p1"')]
-    assert "human-validator" in row and "rejected" in row and "&lt;i&gt;not&lt;/i&gt; general" in row
+    assert ">validator<" in row and "human-" not in row and "rejected" in row and "&lt;i&gt;not&lt;/i&gt; general" in row
     assert "<time datetime=" in row
 
 
