@@ -28,7 +28,7 @@ def wait_until(condition, timeout: float = 5.0, interval: float = 0.01, message=
 
 @contextmanager
 def redis_calls(client):
-    """Count the round trips ``client`` (redis-py or fakeredis, not a cluster) makes inside the block:
+    """Count the round trips ``client`` (redis-py, fakeredis or a cluster client) makes inside the block:
     yields a list that gets each command sent alone (its name) and ``"PIPELINE"`` per pipeline executed."""
     calls: list[str] = []
     send, make_pipeline = client.execute_command, client.pipeline

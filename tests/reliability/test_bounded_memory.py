@@ -31,6 +31,7 @@ from empathy_os import (
     restore_staged_pattern,
 )
 from empathy_os.exceptions import ConflictError, StagingFullError
+from tests.support import Api
 
 TEAM = "bounded"
 #: Entries one stream node holds at most (redis' default ``stream-node-max-entries``): approximate trimming
