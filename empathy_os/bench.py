@@ -48,6 +48,8 @@ TABLE_ORDER = ("add_task", "claim_task", "complete_task", "send_signal", "receiv
 DEFAULT_RATIO_TARGET = 1.3
 RATIO_TARGET = {"receive_signals": 1.5}
 MOCK_TARGET_US = 1000.0
+#: Tasks per call in the batch rows.
+BATCH_SIZE = 100
 VALUE = {"step": 3, "notes": "benchmark value", "scores": [0.25, 0.5, 0.75], "done": False}
 
 
@@ -161,6 +163,7 @@ def run_bench(memory: RedisShortTermMemory, samples: int = DEFAULT_SAMPLES, *, w
             if record:
                 for name in names:
                     times[name].append(elapsed[name])
+        batches = bench_batches(coordinator, worker, batch_rounds(samples))
     finally:
         cleanup(memory, team_id)
     baseline = {name: _percentiles(times[name]) for name in BASELINES}
@@ -169,10 +172,42 @@ def run_bench(memory: RedisShortTermMemory, samples: int = DEFAULT_SAMPLES, *, w
                    "p50_ratio": round(ops[op]["p50_us"] / max(baseline[REFERENCE[op]]["p50_us"], 0.1), 2)}
               for op in OPS}
     report = {"mode": memory.mode, "samples": samples, "baseline": baseline, "ops": ops, "ratios": ratios}
+    one_by_one = sum(ops[op]["p50_us"] for op in ("add_task", "claim_task", "complete_task"))
+    batches["one_by_one"] = {"p50_us": round(one_by_one, 1), "tasks_per_s": round(1e6 / max(one_by_one, 0.1))}
+    report["batches"] = batches
     if server["evalsha"]:
         report["server"] = {name: _server_figures(server[name]) for name in names}
         report["breakdown"] = breakdown(report)
     return report
+
+
+def batch_rounds(samples: int) -> int:
+    return max(3, min(20, samples // 100))
+
+
+def bench_batches(coordinator: AgentCoordinator, worker: str, rounds: int, size: int = BATCH_SIZE) -> dict:
+    """p50 of ``add_tasks``, ``claim_tasks`` and ``complete_tasks`` of ``size`` tasks (one client),
+    and the tasks per second each gives."""
+    times = {"add_tasks": [], "claim_tasks": [], "complete_tasks": []}
+    for r in range(rounds):
+        tasks = [AgentTask(task_id=f"b{r}-{j}", task_type="bench-batch", context={"j": j}) for j in range(size)]
+        t0 = perf_counter_ns()
+        coordinator.add_tasks(tasks)
+        t1 = perf_counter_ns()
+        claimed = coordinator.claim_tasks(worker, size, "bench-batch")
+        t2 = perf_counter_ns()
+        replies = coordinator.complete_tasks([(t.task_id, {"ok": True}, t.lease_token) for t in claimed], worker)
+        t3 = perf_counter_ns()
+        if len(claimed) != size or replies != [worker] * size:
+            raise RuntimeError(f"bench: batch round {r} claimed {len(claimed)} and completed "
+                               f"{replies.count(worker)} of {size} tasks")
+        for name, ns in zip(times, (t1 - t0, t2 - t1, t3 - t2)):
+            times[name].append(ns)
+    out = {"size": size, "rounds": rounds}
+    for name, samples in times.items():
+        p50 = nearest_rank(samples, 50) / 1000
+        out[name] = {"p50_us": round(p50, 1), "tasks_per_s": round(size * 1e6 / p50)}
+    return out
 
 
 def server_time_measurable(memory) -> bool:
@@ -234,9 +269,21 @@ def format_table(report: dict, where: str = "", warmup: int | None = None) -> st
     trip = ops["send_signal"]["p50_us"] + ops["receive_signals"]["p50_us"]
     lines.append(f"{'send + receive':<18}{'signal round trip':<18}{trip:>9.1f}{'-':>9}"
                  f"{trip / max(2 * b['evalsha']['p50_us'], 0.1):>7.2f}x  2xEVALSHA (sum of the two p50s)")
+    lines += format_batches(report["batches"])
     lines += ["", "ratio = operation p50 / p50 of its baseline, the raw round trip of the closest kind measured "
                   "in this run: EVALSHA for the operations that run a Lua script, GET for retrieve"]
     return "\n".join(lines)
+
+
+def format_batches(batches: dict) -> list[str]:
+    lines = ["", f"batches of {batches['size']} tasks, one client ({batches['rounds']} rounds)",
+             f"{'call':<36}{'p50 us':>10}{'tasks/s':>10}"]
+    for name in ("add_tasks", "claim_tasks", "complete_tasks"):
+        lines.append(f"{name + '(' + str(batches['size']) + ')':<36}{batches[name]['p50_us']:>10.1f}"
+                     f"{batches[name]['tasks_per_s']:>10,}")
+    lines.append(f"{'add + claim + complete, one by one':<36}{batches['one_by_one']['p50_us']:>10.1f}"
+                 f"{batches['one_by_one']['tasks_per_s']:>10,}")
+    return lines
 
 
 def format_breakdown(report: dict) -> list[str]:
