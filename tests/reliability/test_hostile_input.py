@@ -224,6 +224,7 @@ def api_memory(transactional_db):
     memory = mock_memory()
     with memory_in_use(memory):
         token = issue_token("alpha", TEAM, "steward", created_by="tests")[0]
+        assert Api().get("/agents", token=token).status_code == 200  # the token's credentials are cached now
         yield memory, token
 
 
