@@ -1,0 +1,115 @@
+"""``AgentCoordinator`` and ``TeamSession`` over HTTP.
+
+``AgentCoordinator(client, ...)`` and ``TeamSession(client, ...)`` build these subclasses instead
+(the two classes' constructors hand over when the memory is a client), so chapter code runs
+unchanged. Each method is the same library method, run on the server by the site's API under the
+token of the coordinator's (or session's) credentials: the rules are the library's, applied there.
+"""
+
+from __future__ import annotations
+
+from ..coordinator import AgentCoordinator, AgentTask
+from ..defaults import DEFAULT_TEAM
+from ..exceptions import InvalidInputError
+from ..keys import validate_id
+from ..patterns import _text
+from ..sessions import TeamSession
+from ..tiers import AccessTier, AgentCredentials
+
+
+class RemoteCoordinator(AgentCoordinator):
+    """An ``AgentCoordinator`` whose every operation is a call to the site."""
+
+    def __init__(self, memory, team_id: str = DEFAULT_TEAM, credentials: AgentCredentials | None = None,
+                 *, lease_seconds: float | None = None):
+        self.memory = memory
+        self.team_id = validate_id(team_id, "team id")
+        if credentials is None:
+            credentials = AgentCredentials("coordinator", AccessTier.STEWARD, team_id)
+        elif credentials.team_id != team_id:
+            raise InvalidInputError(f"credentials are for team {credentials.team_id}, not {team_id}")
+        self._credentials = credentials
+        self.lease_seconds = lease_seconds
+
+    def _lease(self, lease_seconds):
+        return self.lease_seconds if lease_seconds is None else lease_seconds
+
+    def register_agent(self, agent_id: str, capabilities=None) -> int:
+        return self.memory.register(self._credentials, agent_id, capabilities)
+
+    def heartbeat(self, agent_id: str, lease_seconds: float | None = None) -> int:
+        return self.memory.beat(self._credentials, agent_id, self._lease(lease_seconds))
+
+    def get_agents(self) -> list[dict]:
+        return self.memory.get_agents(self._credentials)
+
+    def add_tasks(self, tasks) -> list[bool]:
+        tasks = list(tasks)
+        for task in tasks:
+            if not isinstance(task, AgentTask):
+                raise InvalidInputError(f"add_task takes AgentTask objects, got {type(task).__name__}")
+        return self.memory.add_tasks(self._credentials, tasks) if tasks else []
+
+    def claim_task(self, agent_id: str, task_type: str | None = None, *,
+                   lease_seconds: float | None = None) -> AgentTask | None:
+        return self.memory.claim(self._credentials, agent_id, task_type, self._lease(lease_seconds))
+
+    def complete_task(self, task_id: str, result=None, agent_id: str | None = None, *,
+                      lease_token: str | None = None) -> str:
+        return self.memory.complete(self._credentials, task_id, result, agent_id, lease_token)
+
+    def fail_task(self, task_id: str, reason: str, agent_id: str | None = None, *,
+                  retry: bool = False, lease_token: str | None = None) -> str:
+        return self.memory.fail(self._credentials, task_id, reason, agent_id, retry, lease_token)
+
+    def extend_lease(self, task_id: str, agent_id: str | None = None, *, lease_seconds: float | None = None,
+                     lease_token: str | None = None) -> float:
+        return self.memory.extend(self._credentials, task_id, agent_id, self._lease(lease_seconds), lease_token)
+
+    def get_task(self, task_id: str) -> AgentTask | None:
+        return self.memory.get_task(self._credentials, task_id)
+
+    def list_tasks(self, status: str = "pending", limit: int = 100) -> list[AgentTask]:
+        return self.memory.list_tasks(self._credentials, status, limit)
+
+    def aggregate_results(self) -> dict:
+        return self.memory.aggregate_results(self._credentials)
+
+    def _not_over_http(self, *args, **kwargs):
+        raise NotImplementedError("not offered by the HTTP API: use the library on Redis for this")
+
+    get_task_history = count_tasks = reap_expired_leases = _not_over_http
+    # get_active_agents, add_task, send_signal, broadcast, receive_signals: inherited, built on the above
+    # and on the client's memory operations.
+
+
+class RemoteSession(TeamSession):
+    """A ``TeamSession`` whose every operation is a call to the site."""
+
+    def __init__(self, memory, session_id: str, purpose: str = "", *, team_id: str = DEFAULT_TEAM,
+                 credentials: AgentCredentials | None = None):
+        self.memory = memory
+        self.session_id = validate_id(session_id, "session id")
+        self.purpose = _text(purpose, "purpose", limit=1000)
+        self.team_id = validate_id(team_id, "team id")
+        self.credentials = credentials or AgentCredentials("coordinator", AccessTier.STEWARD, team_id)
+        self.created = memory.session_open(self.credentials, session_id, self.purpose) \
+            if self.credentials.can_stage() else False
+
+    def add_agent(self, agent_id: str) -> None:
+        self.memory.session_join(self.credentials, self.session_id, agent_id)
+
+    def remove_agent(self, agent_id: str) -> None:
+        self.memory.session_leave(self.credentials, self.session_id, agent_id)
+
+    def share(self, key: str, value) -> None:
+        self.memory.session_share(self.credentials, self.session_id, key, value)
+
+    def get(self, key: str, default=None):
+        return self.memory.session_get(self.credentials, self.session_id, key, default)
+
+    def get_context(self) -> dict:
+        return self.memory.session_context(self.credentials, self.session_id)
+
+    def get_info(self) -> dict:
+        return self.memory.session_info(self.credentials, self.session_id)
