@@ -26,6 +26,7 @@ from empathy_os import (
     AgentTask,
     ConflictError,
     InvalidInputError,
+    LeaseError,
     MemoryUnavailableError,
     NotFoundError,
     StagedPattern,
@@ -76,6 +77,7 @@ LIBRARY_ERRORS = [
     (AccessDeniedError, 403, "forbidden"),
     (NotFoundError, 404, "not_found"),
     (StagingFullError, 409, "staging_full"),
+    (LeaseError, 409, "lease"),
     (ConflictError, 409, "conflict"),
 ]
 for _exc, _status, _code in LIBRARY_ERRORS:
@@ -185,19 +187,22 @@ async def delete_memory(request, key: str):
 
 @api.post("/agents/register", response={200: dict, **ERRORS}, tags=["agents"])
 async def register(request, body: s.RegisterIn):
-    """Register the caller with the task types it can do: once per agent process, at start. Leases
-    still held under the caller's id (a previous process) go back to the queue (``released``)."""
-    released = await in_thread(coordinator(request).register_agent, request.auth.agent_id, body.capabilities)
-    return {"agent_id": request.auth.agent_id, "team_id": request.auth.team_id, "capabilities": body.capabilities,
+    """Register the caller (a steward: ``agent_id``) with the task types it can do: once per agent
+    process, at start. Leases still held under its id (a previous process) go back to the queue
+    (``released``)."""
+    agent_id = body.agent_id or request.auth.agent_id
+    released = await in_thread(coordinator(request).register_agent, agent_id, body.capabilities)
+    return {"agent_id": agent_id, "team_id": request.auth.team_id, "capabilities": body.capabilities,
             "released": released}
 
 
 @api.post("/agents/heartbeat", response={200: dict, **ERRORS}, tags=["agents"])
 async def heartbeat(request, body: Optional[s.HeartbeatIn] = None):
-    """Mark the caller alive and renew every lease it holds."""
-    lease = body.lease_seconds if body else None
-    renewed = await in_thread(coordinator(request).heartbeat, request.auth.agent_id, lease)
-    return {"agent_id": request.auth.agent_id, "leases_renewed": renewed}
+    """Mark the caller (a steward: ``agent_id``) alive and renew every lease it holds."""
+    body = body or s.HeartbeatIn()
+    agent_id = body.agent_id or request.auth.agent_id
+    renewed = await in_thread(coordinator(request).heartbeat, agent_id, body.lease_seconds)
+    return {"agent_id": agent_id, "leases_renewed": renewed}
 
 
 @api.get("/agents", response={200: list[dict], **ERRORS}, tags=["agents"])
@@ -224,9 +229,10 @@ async def add_tasks(request, body: Union[s.TaskIn, list[s.TaskIn]]):
 
 @api.post("/tasks/claim", response={200: s.TaskOut, 204: None, **ERRORS}, tags=["tasks"])
 async def claim(request, body: Optional[s.ClaimIn] = None):
-    """Claim the best pending task (of ``task_type``, or of the caller's capabilities). 204 if none."""
+    """Claim the best pending task (of ``task_type``, or of the caller's capabilities) for the caller (a
+    steward: for ``agent_id``). 204 if none."""
     body = body or s.ClaimIn()
-    task = await in_thread(coordinator(request).claim_task, request.auth.agent_id, body.task_type,
+    task = await in_thread(coordinator(request).claim_task, body.agent_id or request.auth.agent_id, body.task_type,
                            lease_seconds=body.lease_seconds)
     if task is None:
         return Status(204, None)
@@ -235,15 +241,16 @@ async def claim(request, body: Optional[s.ClaimIn] = None):
 
 @api.post("/tasks/{task_id}/complete", response={200: dict, **ERRORS}, tags=["tasks"])
 async def complete(request, task_id: str, body: s.CompleteIn):
-    """Complete a task the caller holds (409 if it does not, or its lease expired)."""
-    await in_thread(coordinator(request).complete_task, task_id, body.result, request.auth.agent_id,
-                    lease_token=body.lease_token)
-    return {"task_id": task_id, "status": "completed"}
+    """Complete a task the caller holds (409 ``lease`` if it does not, or its lease expired; a steward
+    completes whoever's claim). ``agent_id`` is the agent credited."""
+    credited = await in_thread(coordinator(request).complete_task, task_id, body.result, body.agent_id,
+                               lease_token=body.lease_token)
+    return {"task_id": task_id, "status": "completed", "agent_id": credited}
 
 
 @api.post("/tasks/{task_id}/fail", response={200: dict, **ERRORS}, tags=["tasks"])
 async def fail(request, task_id: str, body: s.FailIn):
-    status = await in_thread(coordinator(request).fail_task, task_id, body.reason, request.auth.agent_id,
+    status = await in_thread(coordinator(request).fail_task, task_id, body.reason, body.agent_id,
                              retry=body.retry, lease_token=body.lease_token)
     return {"task_id": task_id, "status": status}
 
@@ -252,7 +259,7 @@ async def fail(request, task_id: str, body: s.FailIn):
 async def extend(request, task_id: str, body: Optional[s.LeaseIn] = None):
     """Extend the lease on a task the caller holds."""
     body = body or s.LeaseIn()
-    expires = await in_thread(coordinator(request).extend_lease, task_id, request.auth.agent_id,
+    expires = await in_thread(coordinator(request).extend_lease, task_id, body.agent_id,
                               lease_seconds=body.lease_seconds, lease_token=body.lease_token)
     return {"task_id": task_id, "lease_expires_at": expires}
 
@@ -320,9 +327,11 @@ async def open_session(request, body: s.SessionIn):
 
 
 @api.post("/sessions/{session_id}/join", response={200: s.SessionOut, **ERRORS}, tags=["sessions"])
-async def join(request, session_id: str):
+async def join(request, session_id: str, body: Optional[s.JoinIn] = None):
+    """Join the session (a steward: add ``agent_id``)."""
     await _session_info(request, session_id)
-    await in_thread(lambda: _session(request, session_id).add_agent(request.auth.agent_id))
+    agent_id = (body and body.agent_id) or request.auth.agent_id
+    await in_thread(lambda: _session(request, session_id).add_agent(agent_id))
     return await _session_info(request, session_id)
 
 
@@ -401,3 +410,29 @@ async def get_state(request, session_id: str):
     if state is None:
         raise NotFoundError(f"no collaboration state of {request.auth.agent_id} for session {session_id}")
     return {"session_id": session_id, "state": state}
+
+
+# -- added for empathy_os.client and the MCP tools (issue 11) -------------------------------------
+
+
+@api.get("/me", response={200: s.MeOut, **ERRORS}, tags=["agents"])
+async def me(request):
+    """Who the token stands for: agent, team and tier (decided here, never by a request)."""
+    creds = request.auth
+    return {"agent_id": creds.agent_id, "team_id": creds.team_id, "tier": str(creds.tier)}
+
+
+@api.post("/sessions/{session_id}/leave", response={200: s.SessionOut, **ERRORS}, tags=["sessions"])
+async def leave(request, session_id: str, body: Optional[s.JoinIn] = None):
+    """Leave the session (a steward: remove ``agent_id``)."""
+    await _session_info(request, session_id)
+    agent_id = (body and body.agent_id) or request.auth.agent_id
+    await in_thread(lambda: _session(request, session_id).remove_agent(agent_id))
+    return await _session_info(request, session_id)
+
+
+@api.get("/sessions/{session_id}/context", response={200: dict, **ERRORS}, tags=["sessions"])
+async def context(request, session_id: str):
+    """The session's whole shared context, by key."""
+    await _session_info(request, session_id)
+    return await in_thread(lambda: _session(request, session_id).get_context())

@@ -29,10 +29,12 @@ class MemoryOut(Schema):
 
 class RegisterIn(Schema):
     capabilities: list[Id] = Field(default_factory=list, description="task types this agent can do")
+    agent_id: Optional[Id] = Field(None, description="act for this agent (stewards only); default the caller")
 
 
 class HeartbeatIn(Schema):
     lease_seconds: Optional[float] = None
+    agent_id: Optional[Id] = Field(None, description="act for this agent (stewards only); default the caller")
 
 
 class TaskIn(Schema):
@@ -72,22 +74,26 @@ class AddedOut(Schema):
 class ClaimIn(Schema):
     task_type: Optional[Id] = None
     lease_seconds: Optional[float] = None
+    agent_id: Optional[Id] = Field(None, description="act for this agent (stewards only); default the caller")
 
 
 class CompleteIn(Schema):
     result: Any = Field(default_factory=dict)
     lease_token: Optional[str] = None
+    agent_id: Optional[Id] = Field(None, description="the holder; default the caller's own claim (a steward: whoever holds it)")
 
 
 class FailIn(Schema):
     reason: str
     retry: bool = False
     lease_token: Optional[str] = None
+    agent_id: Optional[Id] = Field(None, description="the holder; default the caller's own claim (a steward: whoever holds it)")
 
 
 class LeaseIn(Schema):
     lease_seconds: Optional[float] = None
     lease_token: Optional[str] = None
+    agent_id: Optional[Id] = Field(None, description="the holder; default the caller's own claim (a steward: whoever holds it)")
 
 
 class SignalIn(Schema):
@@ -120,6 +126,16 @@ class SessionOut(Schema):
     last_activity: Optional[float]
     participants: list[str]
     context_keys: list[str]
+
+
+class JoinIn(Schema):
+    agent_id: Optional[Id] = Field(None, description="the participant (stewards add or remove anyone); default the caller")
+
+
+class MeOut(Schema):
+    agent_id: str
+    team_id: str
+    tier: str = Field(description="observer, contributor, validator or steward")
 
 
 class ValueIn(Schema):

@@ -113,6 +113,7 @@ ROWS = [
     Row("GET", "/openapi.json", None, 200),
     Row("GET", "/docs", None, 200),
     Row("GET", "/stats", "observer", 200),
+    Row("GET", "/me", "observer", 200),
     # working memory
     Row("PUT", "/memory/note-{n}", "contributor", 200, {"value": {"a": 1}, "ttl": 60}, unique),
     Row("GET", "/memory/shared-note?agent_id=writer", "observer", 200, None, stashed_by_other),
@@ -142,6 +143,8 @@ ROWS = [
     Row("PUT", "/sessions/{session}/context/finding", "contributor", 200, {"value": [1, 2]}, session),
     Row("GET", "/sessions/{session}/context/shared", "observer", 200, None, session),
     Row("GET", "/sessions/{session}", "observer", 200, None, session),
+    Row("POST", "/sessions/{session}/leave", "contributor", 200, None, session),
+    Row("GET", "/sessions/{session}/context", "observer", 200, None, session),
     # patterns
     Row("POST", "/patterns/staged", "contributor", 201,
         {"pattern_id": "staged-{n}", "pattern_type": "security", "name": "A pattern", "confidence": 0.8}, unique),
