@@ -1,15 +1,14 @@
 """The agent HTTP API, ``/api/v1``: a thin layer over ``empathy_os``.
 
 Who calls is decided by the bearer token (agent id, team, tier), never by the body. Every error is
-JSON ``{"error": code, "detail": text}``. Library calls run in worker threads (redis-py is
-blocking); signal long-polls run in their own pool so they cannot starve the rest.
+JSON ``{"error": code, "detail": text}``. Handlers await the library's asyncio twin (``memory.aio``,
+``empathy_os.aio``): the same scripts on redis.asyncio, with no thread between a request and Redis;
+a signal long-poll is a blocking XREAD on a connection of the event loop. Only the pattern library's
+database work (promote, reject, search, rediscoveries) and the team-wide stats run in threads.
 """
 
 from __future__ import annotations
 
-import asyncio
-from concurrent.futures import ThreadPoolExecutor
-from functools import partial
 from typing import Optional, Union
 
 from asgiref.sync import sync_to_async
@@ -22,7 +21,6 @@ from ninja.security import HttpBearer
 
 from empathy_os import (
     AccessDeniedError,
-    AgentCoordinator,
     AgentTask,
     ConflictError,
     InvalidInputError,
@@ -30,11 +28,9 @@ from empathy_os import (
     MemoryUnavailableError,
     NotFoundError,
     StagedPattern,
-    TeamSession,
     ValueTooLargeError,
-    check_redis_connection,
-    get_session_info,
 )
+from empathy_os.aio import AsyncAgentCoordinator, AsyncTeamSession, get_session_info
 from empathy_os.exceptions import StagingFullError
 from patterns import library
 
@@ -42,14 +38,12 @@ from . import schemas as s
 from .memory import get_memory
 from .tokens import TooManyFailures, authenticate
 
-_long_polls = ThreadPoolExecutor(max_workers=getattr(settings, "EMPATHY_LONG_POLL_THREADS", 64),
-                                 thread_name_prefix="long-poll")
 MAX_WAIT = 30.0
 
 
-def in_thread(fn, *args, **kwargs):
-    """Run a blocking library call off the event loop."""
-    return sync_to_async(partial(fn, *args, **kwargs), thread_sensitive=False)()
+def amemory():
+    """The asyncio twin of the site's memory."""
+    return get_memory().aio
 
 
 class AgentToken(HttpBearer):
@@ -128,9 +122,9 @@ def _not_found(request, exc):
     return error(request, 404, "not_found", str(exc) or "not found")
 
 
-def coordinator(request) -> AgentCoordinator:
+def coordinator(request) -> AsyncAgentCoordinator:
     creds = request.auth
-    return AgentCoordinator(get_memory(), creds.team_id, creds)
+    return AsyncAgentCoordinator(amemory(), creds.team_id, creds)
 
 
 def task_out(task: AgentTask) -> dict:
@@ -143,8 +137,8 @@ def task_out(task: AgentTask) -> dict:
 @api.get("/health", auth=None, response={200: dict, 503: s.Error}, tags=["health"])
 async def health(request):
     """Memory mode and whether Redis answers. No token needed."""
-    memory = get_memory()
-    reachable = await in_thread(check_redis_connection, memory)
+    memory = amemory()
+    reachable = await memory.check_connection()
     if memory.mode != "mock" and not reachable:
         return error(request, 503, "memory_unavailable", "Redis does not answer", Retry_After="1")
     return {"status": "ok", "memory_mode": memory.mode, "redis_reachable": reachable}
@@ -152,7 +146,7 @@ async def health(request):
 
 @api.get("/stats", response={200: dict, **ERRORS}, tags=["health"])
 async def stats(request):
-    return await in_thread(get_memory().get_stats)
+    return await amemory().get_stats()
 
 
 # -- working memory -------------------------------------------------------------------------------
@@ -161,7 +155,7 @@ async def stats(request):
 @api.put("/memory/{key}", response={200: s.MemoryOut, **ERRORS}, tags=["memory"])
 async def put_memory(request, key: str, body: s.MemoryIn):
     """Stash a JSON value under the caller's own ``key``."""
-    await in_thread(get_memory().stash, request.auth, key, body.value, body.ttl)
+    await amemory().stash(request.auth, key, body.value, body.ttl)
     return {"key": key, "agent_id": request.auth.agent_id, "value": body.value}
 
 
@@ -169,7 +163,7 @@ async def put_memory(request, key: str, body: s.MemoryIn):
 async def get_memory_value(request, key: str, agent_id: Optional[str] = None):
     """The caller's value for ``key``, or another agent's with ``?agent_id=``."""
     owner = agent_id or request.auth.agent_id
-    value = await in_thread(get_memory().retrieve, request.auth, key, owner)
+    value = await amemory().retrieve(request.auth, key, owner)
     if value is None:
         raise NotFoundError(f"agent {owner} has no value under {key}")
     return {"key": key, "agent_id": owner, "value": value}
@@ -177,7 +171,7 @@ async def get_memory_value(request, key: str, agent_id: Optional[str] = None):
 
 @api.delete("/memory/{key}", response={204: None, **ERRORS}, tags=["memory"])
 async def delete_memory(request, key: str):
-    if not await in_thread(get_memory().forget, request.auth, key):
+    if not await amemory().forget(request.auth, key):
         raise NotFoundError(f"you have no value under {key}")
     return Status(204, None)
 
@@ -191,7 +185,7 @@ async def register(request, body: s.RegisterIn):
     process, at start. Leases still held under its id (a previous process) go back to the queue
     (``released``)."""
     agent_id = body.agent_id or request.auth.agent_id
-    released = await in_thread(coordinator(request).register_agent, agent_id, body.capabilities)
+    released = await coordinator(request).register_agent(agent_id, body.capabilities)
     return {"agent_id": agent_id, "team_id": request.auth.team_id, "capabilities": body.capabilities,
             "released": released}
 
@@ -201,13 +195,13 @@ async def heartbeat(request, body: Optional[s.HeartbeatIn] = None):
     """Mark the caller (a steward: ``agent_id``) alive and renew every lease it holds."""
     body = body or s.HeartbeatIn()
     agent_id = body.agent_id or request.auth.agent_id
-    renewed = await in_thread(coordinator(request).heartbeat, agent_id, body.lease_seconds)
+    renewed = await coordinator(request).heartbeat(agent_id, body.lease_seconds)
     return {"agent_id": agent_id, "leases_renewed": renewed}
 
 
 @api.get("/agents", response={200: list[dict], **ERRORS}, tags=["agents"])
 async def agents(request):
-    return await in_thread(coordinator(request).get_agents)
+    return await coordinator(request).get_agents()
 
 
 # -- tasks ----------------------------------------------------------------------------------------
@@ -220,7 +214,7 @@ async def add_tasks(request, body: Union[s.TaskIn, list[s.TaskIn]]):
     if not items or len(items) > 1000:
         raise InvalidInputError("send 1 to 1000 tasks")
     tasks = [AgentTask(**item.dict()) for item in items]
-    flags = await in_thread(coordinator(request).add_tasks, tasks)
+    flags = await coordinator(request).add_tasks(tasks)
     if not isinstance(body, list) and not flags[0]:
         raise ConflictError(f"task {tasks[0].task_id} already exists")
     return Status(201, {"added": [t.task_id for t, f in zip(tasks, flags) if f],
@@ -232,8 +226,8 @@ async def claim(request, body: Optional[s.ClaimIn] = None):
     """Claim the best pending task (of ``task_type``, or of the caller's capabilities) for the caller (a
     steward: for ``agent_id``). 204 if none."""
     body = body or s.ClaimIn()
-    task = await in_thread(coordinator(request).claim_task, body.agent_id or request.auth.agent_id, body.task_type,
-                           lease_seconds=body.lease_seconds)
+    task = await coordinator(request).claim_task(body.agent_id or request.auth.agent_id, body.task_type,
+                                                 lease_seconds=body.lease_seconds)
     if task is None:
         return Status(204, None)
     return task_out(task)
@@ -243,15 +237,15 @@ async def claim(request, body: Optional[s.ClaimIn] = None):
 async def complete(request, task_id: str, body: s.CompleteIn):
     """Complete a task the caller holds (409 ``lease`` if it does not, or its lease expired; a steward
     completes whoever's claim). ``agent_id`` is the agent credited."""
-    credited = await in_thread(coordinator(request).complete_task, task_id, body.result, body.agent_id,
-                               lease_token=body.lease_token)
+    credited = await coordinator(request).complete_task(task_id, body.result, body.agent_id,
+                                                        lease_token=body.lease_token)
     return {"task_id": task_id, "status": "completed", "agent_id": credited}
 
 
 @api.post("/tasks/{task_id}/fail", response={200: dict, **ERRORS}, tags=["tasks"])
 async def fail(request, task_id: str, body: s.FailIn):
-    status = await in_thread(coordinator(request).fail_task, task_id, body.reason, body.agent_id,
-                             retry=body.retry, lease_token=body.lease_token)
+    status = await coordinator(request).fail_task(task_id, body.reason, body.agent_id,
+                                                  retry=body.retry, lease_token=body.lease_token)
     return {"task_id": task_id, "status": status}
 
 
@@ -259,20 +253,20 @@ async def fail(request, task_id: str, body: s.FailIn):
 async def extend(request, task_id: str, body: Optional[s.LeaseIn] = None):
     """Extend the lease on a task the caller holds."""
     body = body or s.LeaseIn()
-    expires = await in_thread(coordinator(request).extend_lease, task_id, body.agent_id,
-                              lease_seconds=body.lease_seconds, lease_token=body.lease_token)
+    expires = await coordinator(request).extend_lease(task_id, body.agent_id,
+                                                      lease_seconds=body.lease_seconds, lease_token=body.lease_token)
     return {"task_id": task_id, "lease_expires_at": expires}
 
 
 @api.get("/tasks", response={200: list[s.TaskOut], **ERRORS}, tags=["tasks"])
 async def list_tasks(request, status: str = "pending", limit: int = 100):
-    tasks = await in_thread(coordinator(request).list_tasks, status, limit)
+    tasks = await coordinator(request).list_tasks(status, limit)
     return [task_out(t) for t in tasks]
 
 
 @api.get("/tasks/{task_id}", response={200: s.TaskOut, **ERRORS}, tags=["tasks"])
 async def get_task(request, task_id: str):
-    task = await in_thread(coordinator(request).get_task, task_id)
+    task = await coordinator(request).get_task(task_id)
     if task is None:
         raise NotFoundError(f"no task {task_id} in team {request.auth.team_id}")
     return task_out(task)
@@ -281,7 +275,7 @@ async def get_task(request, task_id: str):
 @api.get("/results", response={200: dict, **ERRORS}, tags=["tasks"])
 async def results(request):
     """Exact totals: ``total_completed``, ``by_agent``, ``by_type``, failures."""
-    return await in_thread(coordinator(request).aggregate_results)
+    return await coordinator(request).aggregate_results()
 
 
 # -- signals --------------------------------------------------------------------------------------
@@ -290,29 +284,25 @@ async def results(request):
 @api.post("/signals", response={201: dict, **ERRORS}, tags=["signals"])
 async def send(request, body: s.SignalIn):
     """Send to ``target_agent``, or broadcast to the team when it is null."""
-    signal_id = await in_thread(get_memory().send_signal, request.auth, body.signal_type, body.data, body.target_agent)
+    signal_id = await amemory().send_signal(request.auth, body.signal_type, body.data, body.target_agent)
     return Status(201, {"id": signal_id})
 
 
 @api.get("/signals", response={200: list[s.SignalOut], **ERRORS}, tags=["signals"])
 async def receive(request, type: Optional[str] = None, wait: float = Query(0, ge=0, le=MAX_WAIT)):
     """Signals not received yet (targeted and broadcast), oldest first; ``wait`` seconds long-polls."""
-    memory = get_memory()
-    if not wait:
-        return await in_thread(memory.receive_signals, request.auth, type)
-    loop = asyncio.get_running_loop()
-    return await loop.run_in_executor(_long_polls, partial(memory.receive_signals, request.auth, type, wait=wait))
+    return await amemory().receive_signals(request.auth, type, wait=wait or None)
 
 
 # -- sessions -------------------------------------------------------------------------------------
 
 
-def _session(request, session_id: str, purpose: str = "") -> TeamSession:
-    return TeamSession(get_memory(), session_id, purpose, team_id=request.auth.team_id, credentials=request.auth)
+def _session(request, session_id: str, purpose: str = "") -> AsyncTeamSession:
+    return AsyncTeamSession(amemory(), session_id, purpose, team_id=request.auth.team_id, credentials=request.auth)
 
 
 async def _session_info(request, session_id: str) -> dict:
-    info = await in_thread(get_session_info, get_memory(), request.auth.team_id, session_id)
+    info = await get_session_info(amemory(), request.auth.team_id, session_id)
     if not info:
         raise NotFoundError(f"no session {session_id} in team {request.auth.team_id}")
     return info
@@ -322,8 +312,8 @@ async def _session_info(request, session_id: str) -> dict:
 async def open_session(request, body: s.SessionIn):
     """Create a session (201), or open the existing one with that id (200)."""
     request.auth.require(request.auth.tier.CONTRIBUTOR, "open a session")
-    session = await in_thread(_session, request, body.session_id, body.purpose)
-    return Status(201 if session.created else 200, await _session_info(request, body.session_id))
+    created = await _session(request, body.session_id, body.purpose).open()
+    return Status(201 if created else 200, await _session_info(request, body.session_id))
 
 
 @api.post("/sessions/{session_id}/join", response={200: s.SessionOut, **ERRORS}, tags=["sessions"])
@@ -331,14 +321,14 @@ async def join(request, session_id: str, body: Optional[s.JoinIn] = None):
     """Join the session (a steward: add ``agent_id``)."""
     await _session_info(request, session_id)
     agent_id = (body and body.agent_id) or request.auth.agent_id
-    await in_thread(lambda: _session(request, session_id).add_agent(agent_id))
+    await _session(request, session_id).add_agent(agent_id)
     return await _session_info(request, session_id)
 
 
 @api.put("/sessions/{session_id}/context/{key}", response={200: s.ContextOut, **ERRORS}, tags=["sessions"])
 async def share(request, session_id: str, key: str, body: s.ValueIn):
     await _session_info(request, session_id)
-    await in_thread(lambda: _session(request, session_id).share(key, body.value))
+    await _session(request, session_id).share(key, body.value)
     return {"key": key, "value": body.value}
 
 
@@ -346,7 +336,7 @@ async def share(request, session_id: str, key: str, body: s.ValueIn):
 async def shared(request, session_id: str, key: str):
     await _session_info(request, session_id)
     missing = object()
-    value = await in_thread(lambda: _session(request, session_id).get(key, missing))
+    value = await _session(request, session_id).get(key, missing)
     if value is missing:
         raise NotFoundError(f"session {session_id} has no context {key}")
     return {"key": key, "value": value}
@@ -365,14 +355,14 @@ async def stage(request, body: s.PatternIn):
     """Stage a pattern for validation, as the caller (201 new, 200 updated; 409 ``staging_full`` when the
     team has ``staged_pattern_limit`` patterns staged)."""
     pattern = StagedPattern(agent_id=request.auth.agent_id, **body.dict())
-    created = await in_thread(get_memory().stage_pattern, request.auth, pattern)
+    created = await amemory().stage_pattern(request.auth, pattern)
     return Status(201 if created else 200, pattern.to_dict())
 
 
 @api.get("/patterns/staged", response={200: list[s.StagedOut], **ERRORS}, tags=["patterns"])
 async def staged(request):
     """Patterns awaiting validation, oldest first; ``rediscovery_of`` names a library pattern with the same content."""
-    patterns = await in_thread(get_memory().get_staged_patterns, request.auth)
+    patterns = await amemory().get_staged_patterns(request.auth)
     again = await sync_to_async(library.rediscoveries)(request.auth.team_id, patterns)
     return [{**p.to_dict(), "rediscovery_of": again.get(p.pattern_id)} for p in patterns]
 
@@ -400,13 +390,13 @@ async def search_library(request, q: str = Query("", max_length=200), type: str 
 
 @api.put("/state/{session_id}", response={200: s.StateOut, **ERRORS}, tags=["state"])
 async def put_state(request, session_id: str, body: s.StateIn):
-    await in_thread(get_memory().persist_state, request.auth, session_id, body.state)
+    await amemory().persist_state(request.auth, session_id, body.state)
     return {"session_id": session_id, "state": body.state}
 
 
 @api.get("/state/{session_id}", response={200: s.StateOut, **ERRORS}, tags=["state"])
 async def get_state(request, session_id: str):
-    state = await in_thread(get_memory().restore_state, request.auth, session_id)
+    state = await amemory().restore_state(request.auth, session_id)
     if state is None:
         raise NotFoundError(f"no collaboration state of {request.auth.agent_id} for session {session_id}")
     return {"session_id": session_id, "state": state}
@@ -427,7 +417,7 @@ async def leave(request, session_id: str, body: Optional[s.JoinIn] = None):
     """Leave the session (a steward: remove ``agent_id``)."""
     await _session_info(request, session_id)
     agent_id = (body and body.agent_id) or request.auth.agent_id
-    await in_thread(lambda: _session(request, session_id).remove_agent(agent_id))
+    await _session(request, session_id).remove_agent(agent_id)
     return await _session_info(request, session_id)
 
 
@@ -435,4 +425,4 @@ async def leave(request, session_id: str, body: Optional[s.JoinIn] = None):
 async def context(request, session_id: str):
     """The session's whole shared context, by key."""
     await _session_info(request, session_id)
-    return await in_thread(lambda: _session(request, session_id).get_context())
+    return await _session(request, session_id).get_context()

@@ -1,5 +1,8 @@
 """``AgentCoordinator`` and ``TeamSession`` over HTTP.
 
+Every public method of the two classes is overridden here (their operations are generators of Redis
+requests, ``empathy_os.ops``, which a client must never run: it has no Redis, only the API).
+
 ``AgentCoordinator(client, ...)`` and ``TeamSession(client, ...)`` build these subclasses instead
 (the two classes' constructors hand over when the memory is a client), so chapter code runs
 unchanged. Each method is the same library method, run on the server by the site's API under the
@@ -43,6 +46,12 @@ class RemoteCoordinator(AgentCoordinator):
     def get_agents(self) -> list[dict]:
         return self.memory.get_agents(self._credentials)
 
+    def get_active_agents(self) -> list[str]:
+        return [a["agent_id"] for a in self.get_agents() if a["active"]]
+
+    def add_task(self, task: AgentTask) -> bool:
+        return self.add_tasks([task])[0]
+
     def add_tasks(self, tasks) -> list[bool]:
         tasks = list(tasks)
         for task in tasks:
@@ -79,8 +88,7 @@ class RemoteCoordinator(AgentCoordinator):
         raise NotImplementedError("not offered by the HTTP API: use the library on Redis for this")
 
     get_task_history = count_tasks = reap_expired_leases = _not_over_http
-    # get_active_agents, add_task, send_signal, broadcast, receive_signals: inherited, built on the above
-    # and on the client's memory operations.
+    # send_signal, broadcast, receive_signals: inherited (they call the memory's, i.e. the client's).
 
 
 class RemoteSession(TeamSession):
@@ -93,8 +101,13 @@ class RemoteSession(TeamSession):
         self.purpose = _text(purpose, "purpose", limit=1000)
         self.team_id = validate_id(team_id, "team id")
         self.credentials = credentials or AgentCredentials("coordinator", AccessTier.STEWARD, team_id)
-        self.created = memory.session_open(self.credentials, session_id, self.purpose) \
-            if self.credentials.can_stage() else False
+        self.created = False
+        self.open()
+
+    def open(self) -> bool:
+        if self.credentials.can_stage():
+            self.created = self.memory.session_open(self.credentials, self.session_id, self.purpose)
+        return self.created
 
     def add_agent(self, agent_id: str) -> None:
         self.memory.session_join(self.credentials, self.session_id, agent_id)
