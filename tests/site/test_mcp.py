@@ -150,3 +150,36 @@ async def test_stdio_with_a_token_the_site_refuses_does_not_start(live_site):
     with pytest.raises(Exception):
         async with mcp_over_stdio("--url", live_site.url, "--token", "emp_nobody") as client:
             await client.list_tools()
+
+
+def test_stdio_in_process_serves_this_processs_memory(redis_url, tmp_path):
+    """``manage.py mcp`` without ``--url``: the tools run in the command's own process, on its own
+    memory (here the private redis-server, which this test reads too) and database. (On a mock memory
+    the command's data would live and die in its own process: nothing to look at from here.)"""
+    import subprocess
+    import sys
+
+    import anyio
+
+    from empathy_os import RedisShortTermMemory
+    from tests.mcp_support import ROOT, stdio_params
+
+    env = {"REDIS_URL": redis_url, "EMPATHY_DB_PATH": str(tmp_path / "db.sqlite3")}
+    params = stdio_params(env=env)
+    manage = [sys.executable, "manage.py"]
+    subprocess.run([*manage, "migrate", "--no-input", "-v", "0"], cwd=ROOT, env=params.env, check=True, timeout=120)
+    made = subprocess.run([*manage, "create_agent_token", "scout", "--team", TEAM, "--tier", "contributor"], cwd=ROOT,
+                          env=params.env, check=True, capture_output=True, text=True, timeout=60)
+
+    async def agent():
+        async with mcp_over_stdio("--token", made.stdout.strip(), env=env) as client:
+            await call(client, "stage_pattern", **pattern_args("pat_local"))
+            with pytest.raises(ToolFailed, match="InvalidInputError: agent id 'not valid!' is invalid"):
+                await call(client, "retrieve", key="k", agent_id="not valid!")
+            return (await call(client, "list_patterns"))["patterns"]
+
+    listed = anyio.run(agent)
+    memory = RedisShortTermMemory(redis_url)
+    assert [p.agent_id for p in memory.get_staged_patterns(STEWARD)] == ["scout"]
+    assert [p["pattern_id"] for p in listed] == ["pat_local"]
+    memory.client.close()
