@@ -9,6 +9,8 @@ database work (promote, reject, search, rediscoveries) and the team-wide stats r
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 from typing import Optional, Union
 
 from asgiref.sync import sync_to_async
@@ -32,6 +34,7 @@ from empathy_os import (
 )
 from empathy_os.aio import AsyncAgentCoordinator, AsyncTeamSession, get_session_info
 from empathy_os.exceptions import StagingFullError
+from empathy_os.patterns import create_conflict_context, resolve_conflict
 from patterns import library
 
 from . import schemas as s
@@ -426,3 +429,34 @@ async def context(request, session_id: str):
     """The session's whole shared context, by key."""
     await _session_info(request, session_id)
     return await _session(request, session_id).get_context()
+
+
+@api.get("/tasks/{task_id}/history", response={200: list[dict], **ERRORS}, tags=["tasks"])
+async def task_history(request, task_id: str):
+    """The task's lease history: added, claimed, requeued, completed or failed, with times and agents."""
+    if await coordinator(request).get_task(task_id) is None:
+        raise NotFoundError(f"no task {task_id} in team {request.auth.team_id}")
+    return await coordinator(request).get_task_history(task_id)
+
+
+def _conflict_out(conflict) -> dict:
+    return dataclasses.asdict(conflict)
+
+
+@api.post("/conflicts", response={201: s.ConflictOut, **ERRORS}, tags=["conflicts"])
+async def create_conflict(request, body: s.ConflictIn):
+    """Record a disagreement between agents (contributors and above)."""
+    conflict = await in_thread(create_conflict_context, get_memory(), request.auth, body.conflict_id, body.positions,
+                               interests=body.interests, batna=body.batna)
+    return Status(201, _conflict_out(conflict))
+
+
+@api.post("/conflicts/{conflict_id}/resolve", response={200: s.ConflictOut, **ERRORS}, tags=["conflicts"])
+async def resolve(request, conflict_id: str, body: s.ResolveIn):
+    """Resolve a conflict (validators; exactly once: 409 after that)."""
+    return _conflict_out(await in_thread(resolve_conflict, get_memory(), request.auth, conflict_id, body.resolution))
+
+
+def in_thread(fn, *args, **kwargs):
+    """The library calls with no asyncio twin (conflicts) run in a worker thread."""
+    return sync_to_async(functools.partial(fn, *args, **kwargs), thread_sensitive=False)()

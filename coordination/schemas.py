@@ -138,6 +138,30 @@ class MeOut(Schema):
     tier: str = Field(description="observer, contributor, validator or steward")
 
 
+class ConflictIn(Schema):
+    conflict_id: Id
+    positions: dict[str, Any] = Field(description="agent id -> the position it holds (at least one)")
+    interests: dict[str, Any] = Field(default_factory=dict, description="agent id -> its interests")
+    batna: str = Field("", description="the best alternative if no agreement is reached")
+
+
+class ResolveIn(Schema):
+    resolution: Any = Field(description="the decision, any JSON")
+
+
+class ConflictOut(Schema):
+    conflict_id: str
+    positions: dict[str, Any]
+    interests: dict[str, Any]
+    batna: str
+    created_by: str
+    created_at: Optional[float]
+    resolved: bool
+    resolution: Any
+    resolved_by: Optional[str]
+    resolved_at: Optional[float]
+
+
 class ValueIn(Schema):
     value: Any
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 from urllib.parse import quote
 
 from ..coordinator import AgentTask
-from ..patterns import StagedPattern
+from ..patterns import ConflictContext, StagedPattern
 from ..tiers import AccessTier, AgentCredentials
 from ._http import Call
 
@@ -38,6 +38,10 @@ def _pattern(body: dict) -> StagedPattern:
     if body.get("rediscovery_of"):
         pattern.rediscovery_of = body["rediscovery_of"]
     return pattern
+
+
+def _conflict_context(body: dict) -> ConflictContext:
+    return ConflictContext(**{name: body.get(name) for name in ConflictContext.__dataclass_fields__})
 
 
 def _drop_none(**fields) -> dict:
@@ -147,6 +151,18 @@ class Operations:
     def search_library(self, credentials, q: str = "", pattern_type: str = "") -> Call:
         return self._call(credentials, "GET", "/patterns/library", params=_drop_none(q=q or None, type=pattern_type or None))
 
+    # -- conflicts ---------------------------------------------------------------------------------
+
+    def create_conflict_context(self, credentials, conflict_id: str, positions: dict, *,
+                                interests: dict | None = None, batna: str = "") -> Call:
+        return self._call(credentials, "POST", "/conflicts", parse=_conflict_context,
+                          json={"conflict_id": conflict_id, "positions": positions, "interests": interests or {},
+                                "batna": batna})
+
+    def resolve_conflict(self, credentials, conflict_id: str, resolution) -> Call:
+        return self._call(credentials, "POST", f"/conflicts/{_seg(conflict_id)}/resolve", parse=_conflict_context,
+                          json={"resolution": resolution})
+
     # -- collaboration state -----------------------------------------------------------------------
 
     def persist_state(self, credentials, session_id: str, state: dict, ttl: float | None = None) -> Call:
@@ -195,6 +211,9 @@ class Operations:
         return self._call(credentials, "POST", f"/tasks/{_seg(task_id)}/heartbeat",
                           parse=lambda b: b["lease_expires_at"],
                           json=_drop_none(agent_id=agent_id, lease_seconds=lease_seconds, lease_token=lease_token))
+
+    def task_history(self, credentials, task_id: str) -> Call:
+        return self._call(credentials, "GET", f"/tasks/{_seg(task_id)}/history")
 
     def get_task(self, credentials, task_id: str) -> Call:
         return self._call(credentials, "GET", f"/tasks/{_seg(task_id)}", parse=_task, absent={404: None})

@@ -75,6 +75,9 @@ class RemoteCoordinator(AgentCoordinator):
                      lease_token: str | None = None) -> float:
         return self.memory.extend(self._credentials, task_id, agent_id, self._lease(lease_seconds), lease_token)
 
+    def get_task_history(self, task_id: str) -> list[dict]:
+        return self.memory.task_history(self._credentials, task_id)
+
     def get_task(self, task_id: str) -> AgentTask | None:
         return self.memory.get_task(self._credentials, task_id)
 
@@ -87,7 +90,7 @@ class RemoteCoordinator(AgentCoordinator):
     def _not_over_http(self, *args, **kwargs):
         raise NotImplementedError("not offered by the HTTP API: use the library on Redis for this")
 
-    get_task_history = count_tasks = reap_expired_leases = _not_over_http
+    count_tasks = reap_expired_leases = _not_over_http
     # send_signal, broadcast, receive_signals: inherited (they call the memory's, i.e. the client's).
 
 

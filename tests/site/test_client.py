@@ -197,3 +197,23 @@ async def test_the_async_client(live_site, memory):
         with pytest.raises(AccessDeniedError):
             await client.promote_pattern(None, "p")
     assert AgentCoordinator(memory, TEAM).aggregate_results()["by_agent"] == {"scout": 1}
+
+
+def test_task_history_and_conflicts_over_http(live_site, memory):
+    tokens = [issue_token("coordinator", TEAM, "steward")[0], issue_token("val", TEAM, "validator")[0]]
+    with connect(live_site.url, tokens=tokens) as client:
+        team = AgentCoordinator(client, TEAM)
+        team.add_task(AgentTask("t-1", "review"))
+        team.claim_task("alpha", "review")
+        assert [e["event"] for e in team.get_task_history("t-1")] == [
+            e["event"] for e in AgentCoordinator(memory, TEAM).get_task_history("t-1")]
+        assert len(team.get_task_history("t-1")) == 2
+        with pytest.raises(NotFoundError):
+            team.get_task_history("nope")
+        validator = EmpathyOS("val", client, AccessTier.VALIDATOR, team_id=TEAM)
+        made = validator.create_conflict_context("c-1", {"a": "ship", "b": "wait"}, batna="ask the lead")
+        assert (made.conflict_id, made.created_by, made.resolved) == ("c-1", "val", False)
+        done = validator.resolve_conflict("c-1", {"pick": "b"})
+        assert (done.resolved, done.resolution, done.resolved_by) == (True, {"pick": "b"}, "val")
+        with pytest.raises(ConflictError):
+            validator.resolve_conflict("c-1", {"pick": "a"})
