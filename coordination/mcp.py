@@ -142,7 +142,7 @@ def build_server(client_for: ClientFor) -> MCPServer:
         return {"patterns": await call(ctx, "search_library", query, pattern_type)}
 
     @server.tool()
-    async def list_patterns(ctx: Context) -> dict:
+    async def list_staged_patterns(ctx: Context) -> dict:
         """Patterns staged in your team and waiting for a validator's decision."""
         return {"patterns": [p.to_dict() for p in await call(ctx, "get_staged_patterns")]}
 

@@ -16,7 +16,7 @@ from mcp.client.streamable_http import streamable_http_client
 ROOT = Path(__file__).resolve().parents[1]
 
 TOOLS = {"stash", "retrieve", "register_agent", "claim_task", "complete_task", "fail_task", "heartbeat",
-         "send_signal", "receive_signals", "stage_pattern", "search_library", "list_patterns",
+         "send_signal", "receive_signals", "stage_pattern", "search_library", "list_staged_patterns",
          "get_session_context", "update_session_context"}
 
 

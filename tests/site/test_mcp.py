@@ -53,7 +53,7 @@ async def test_an_agent_claims_completes_and_stages_a_pattern(live_site, memory)
         assert (await call(client, "heartbeat"))["leases_renewed"] == 1
         await call(client, "complete_task", task_id="sec_1", result={"warnings": 2}, lease_token=task["lease_token"])
         assert (await call(client, "stage_pattern", **pattern_args()))["staged"]
-        listed = (await call(client, "list_patterns"))["patterns"]
+        listed = (await call(client, "list_staged_patterns"))["patterns"]
     assert lead.aggregate_results()["by_agent"] == {"scout": 1}
     assert lead.get_task("sec_1").result == {"warnings": 2}
     staged = memory.get_staged_patterns(STEWARD)
@@ -176,7 +176,7 @@ def test_stdio_in_process_serves_this_processs_memory(redis_url, tmp_path):
             await call(client, "stage_pattern", **pattern_args("pat_local"))
             with pytest.raises(ToolFailed, match="InvalidInputError: agent id 'not valid!' is invalid"):
                 await call(client, "retrieve", key="k", agent_id="not valid!")
-            return (await call(client, "list_patterns"))["patterns"]
+            return (await call(client, "list_staged_patterns"))["patterns"]
 
     listed = anyio.run(agent)
     memory = RedisShortTermMemory(redis_url)
