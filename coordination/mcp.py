@@ -14,14 +14,14 @@ A refused or failed call comes back as a tool error carrying the API's message; 
 
 from __future__ import annotations
 
-import asyncio
+from types import SimpleNamespace
 from typing import Annotated, Any, Callable, Optional
 
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ResourceError, ToolError
 from pydantic import Field
 
-from empathy_os import EmpathyError, StagedPattern
+from empathy_os import EmpathyError
 from empathy_os.client import AsyncClient
 
 INSTRUCTIONS = """Tools of an Empathy coordination team: a shared short-term memory, a task queue with
@@ -35,7 +35,7 @@ also promote and reject."""
 MAX_WAIT = 30.0
 
 #: ``client_for(ctx) -> AsyncClient``: the client that speaks for the caller of this request.
-ClientFor = Callable[[Optional[Context]], "asyncio.Future[AsyncClient] | AsyncClient"]
+ClientFor = Callable[[Optional[Context]], AsyncClient]
 
 Key = Annotated[str, Field(description="a key: 1-128 of A-Z a-z 0-9 _ . -", max_length=128)]
 Id = Annotated[str, Field(description="an id: 1-128 of A-Z a-z 0-9 _ . -", max_length=128)]
@@ -51,11 +51,8 @@ def build_server(client_for: ClientFor) -> MCPServer:
     server = MCPServer("empathy-coordination", instructions=INSTRUCTIONS, version="1")
 
     async def call(ctx, op: str, *args, **kwargs):
-        client = client_for(ctx)
-        if asyncio.iscoroutine(client):
-            client = await client
         try:
-            return await getattr(client, op)(None, *args, **kwargs)
+            return await getattr(client_for(ctx), op)(None, *args, **kwargs)
         except EmpathyError as exc:
             raise ToolError(f"{type(exc).__name__}: {exc}") from None
         except ValueError as exc:  # bad arguments the client refused before sending
@@ -129,9 +126,8 @@ def build_server(client_for: ClientFor) -> MCPServer:
                             code: Annotated[Optional[str], Field(description="an example, shown to validators")] = None,
                             context: Annotated[dict, Field(description="where and why you found it")] = None) -> dict:
         """Stage a pattern you discovered, for a validator to approve into the team's library (contributors and up)."""
-        pattern = StagedPattern.__new__(StagedPattern)
-        pattern.__dict__.update(pattern_id=pattern_id, pattern_type=pattern_type, name=name, description=description,
-                                confidence=confidence, code=code, context=context or {})
+        pattern = SimpleNamespace(pattern_id=pattern_id, pattern_type=pattern_type, name=name, description=description,
+                                  confidence=confidence, code=code, context=context or {})  # validated by the API
         created = await call(ctx, "stage_pattern", pattern)
         return {"pattern_id": pattern_id, "staged": True, "updated": not created}
 

@@ -14,8 +14,9 @@ from __future__ import annotations
 from urllib.parse import quote
 
 from ..coordinator import AgentTask
+from ..exceptions import AccessDeniedError
 from ..patterns import ConflictContext, StagedPattern
-from ..tiers import AccessTier, AgentCredentials
+from ..tiers import AgentCredentials
 from ._http import Call
 
 
@@ -79,8 +80,6 @@ class Keyring:
                 return token
         if same_agent:
             return same_agent[0][0]
-        from ..exceptions import AccessDeniedError
-
         held = ", ".join(f"{who.agent_id}@{who.team_id} ({who.tier})" for _, who in self.identities)
         raise AccessDeniedError(
             f"this client has no token for agent {credentials.agent_id} (team {credentials.team_id}); "
@@ -255,4 +254,4 @@ class Operations:
 #: The operations the clients expose (everything public above).
 OPERATIONS = tuple(name for name in vars(Operations) if not name.startswith("_") and name != "keyring")
 
-__all__ = ["AccessTier", "Identity", "Keyring", "OPERATIONS", "Operations"]
+__all__ = ["Identity", "Keyring", "OPERATIONS", "Operations"]
