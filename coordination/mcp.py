@@ -14,6 +14,7 @@ A refused or failed call comes back as a tool error carrying the API's message; 
 
 from __future__ import annotations
 
+import logging
 from types import SimpleNamespace
 from typing import Annotated, Any, Callable, Optional
 
@@ -48,7 +49,13 @@ def _task(task) -> dict | None:
 
 def build_server(client_for: ClientFor) -> MCPServer:
     """The MCP server with every tool and resource; ``client_for`` gives the caller's client."""
-    server = MCPServer("empathy-coordination", instructions=INSTRUCTIONS, version="1")
+    # MCPServer() calls logging.basicConfig (a rich handler on the root logger, at INFO): in the site
+    # that would log every in-process API call. The process keeps the logging its settings gave it.
+    root = logging.getLogger()
+    level, handlers = root.level, root.handlers[:]
+    server = MCPServer("empathy-coordination", instructions=INSTRUCTIONS, version="1", log_level="WARNING")
+    root.setLevel(level)
+    root.handlers[:] = handlers
 
     async def call(ctx, op: str, *args, **kwargs):
         try:
