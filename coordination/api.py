@@ -77,6 +77,11 @@ LIBRARY_ERRORS = [
     (LeaseError, 409, "lease"),
     (ConflictError, 409, "conflict"),
 ]
+def error_code(exc: Exception) -> str:
+    """The API's error code for a library exception (as its HTTP error body would say)."""
+    return next((code for cls, _, code in LIBRARY_ERRORS if isinstance(exc, cls)), "error")
+
+
 for _exc, _status, _code in LIBRARY_ERRORS:
     api.add_exception_handler(_exc, lambda request, exc, status=_status, code=_code: error(request, status, code, str(exc)))
 
@@ -234,6 +239,30 @@ async def claim(request, body: Optional[s.ClaimIn] = None):
     if task is None:
         return Status(204, None)
     return task_out(task)
+
+
+@api.post("/tasks/claim-batch", response={200: list[s.TaskOut], **ERRORS}, tags=["tasks"])
+async def claim_batch(request, body: s.ClaimBatchIn):
+    """Claim up to ``n`` of the best pending tasks in one round trip, each with its own lease (as ``n``
+    claims in a row would). An empty list if none is pending."""
+    tasks = await coordinator(request).claim_tasks(request.auth.agent_id, body.n, body.task_type,
+                                                   lease_seconds=body.lease_seconds)
+    return [task_out(t) for t in tasks]
+
+
+@api.post("/tasks/complete-batch", response={200: s.CompleteBatchOut, **ERRORS}, tags=["tasks"])
+async def complete_batch(request, body: s.CompleteBatchIn):
+    """Complete several tasks the caller holds in one round trip. Each is checked on its own (holder,
+    lease, exactly once): its result says ``completed`` or the error a single completion would get."""
+    items = [(c.task_id, c.result, c.lease_token) for c in body.completions]
+    replies = await coordinator(request).complete_tasks(items, request.auth.agent_id)
+    results = []
+    for (task_id, _, _), reply in zip(items, replies):
+        if isinstance(reply, Exception):
+            results.append({"task_id": task_id, "status": "error", "error": error_code(reply), "detail": str(reply)})
+        else:
+            results.append({"task_id": task_id, "status": "completed", "credited": reply})
+    return {"completed": sum(r["status"] == "completed" for r in results), "results": results}
 
 
 @api.post("/tasks/{task_id}/complete", response={200: dict, **ERRORS}, tags=["tasks"])

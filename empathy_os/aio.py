@@ -21,6 +21,7 @@ import asyncio
 from redis.exceptions import NoScriptError, ResponseError
 
 from . import ops, sessions
+from .defaults import ASYNC_MAX_CONNECTIONS
 from .coordinator import AgentCoordinator
 from .ops import Pipe, Read, Run
 from .redis_memory import UNAVAILABLE, RedisShortTermMemory
@@ -45,19 +46,24 @@ def _client_factory(memory: RedisShortTermMemory):
         from redis.asyncio.cluster import RedisCluster
 
         node = client.get_default_node()
-        pool = node.redis_connection.connection_pool
-        kw = _connection_options(pool)
-        return lambda: RedisCluster(host=node.host, port=node.port, **kw)
+        kw = _connection_options(node.redis_connection.connection_pool)
+        if kw.pop("connection_class", None) is not None:
+            kw["ssl"] = True
+        return lambda: RedisCluster(host=node.host, port=node.port, max_connections=ASYNC_MAX_CONNECTIONS, **kw)
     import redis.asyncio
+    from redis.asyncio.connection import BlockingConnectionPool, UnixDomainSocketConnection
 
     pool = client.connection_pool
     kw = _connection_options(pool)
     conn = pool.connection_kwargs
     if conn.get("path"):
-        kw["unix_socket_path"] = conn["path"]
+        kw.update(connection_class=UnixDomainSocketConnection, path=conn["path"])
     else:
         kw.update(host=conn.get("host", "localhost"), port=conn.get("port", 6379))
-    return lambda: redis.asyncio.Redis(db=conn.get("db", 0), **kw)
+    # A blocking pool: past ASYNC_MAX_CONNECTIONS busy connections a request waits for one (up to the
+    # socket timeout) instead of failing with "Too many connections".
+    return lambda: redis.asyncio.Redis.from_pool(BlockingConnectionPool(
+        max_connections=ASYNC_MAX_CONNECTIONS, timeout=kw["socket_timeout"] or 5, db=conn.get("db", 0), **kw))
 
 
 def _connection_options(pool) -> dict:
@@ -65,7 +71,9 @@ def _connection_options(pool) -> dict:
     kw = dict(decode_responses=True, username=conn.get("username"), password=conn.get("password"),
               socket_timeout=conn.get("socket_timeout"), socket_connect_timeout=conn.get("socket_connect_timeout"))
     if pool.connection_class.__name__ == "SSLConnection":
-        kw["ssl"] = True
+        from redis.asyncio.connection import SSLConnection
+
+        kw["connection_class"] = SSLConnection
         kw.update({k: conn[k] for k in _SSL_OPTIONS if k in conn})
     return kw
 

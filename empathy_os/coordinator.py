@@ -7,11 +7,12 @@ import time
 from dataclasses import dataclass, field
 
 from .codec import decode_json, ms_to_seconds, positive_seconds
-from .defaults import DEFAULT_TEAM, MAX_PRIORITY, MIN_PRIORITY, REAP_BATCH
+from .defaults import DEFAULT_TEAM, MAX_BATCH, MAX_PRIORITY, MIN_PRIORITY, REAP_BATCH
 from .exceptions import InvalidInputError
 from .keys import validate_id
 from .ops import Pipe, Run, op, read
 from .patterns import _text
+from .scripts import error_from_reply
 from .tiers import AccessTier, AgentCredentials
 
 TASK_STATUSES = ("pending", "in_progress", "completed", "failed")
@@ -81,6 +82,21 @@ class AgentTask:
 
 def _flat_to_dict(flat) -> dict:
     return dict(zip(flat[::2], flat[1::2]))
+
+
+def _batch_size(n, what: str) -> int:
+    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_BATCH:
+        raise InvalidInputError(f"{what} must be an integer from 1 to {MAX_BATCH}, got {n!r}")
+    return n
+
+
+def _completion(item) -> tuple:
+    """``(task_id, result, lease_token)`` from a tuple of two or three, or a claimed AgentTask."""
+    if isinstance(item, AgentTask):
+        return item.task_id, None, item.lease_token
+    if isinstance(item, (tuple, list)) and len(item) in (2, 3):
+        return (item[0], item[1], item[2] if len(item) == 3 else None)
+    raise InvalidInputError(f"a completion is (task_id, result) or (task_id, result, lease_token), got {item!r}")
 
 
 class AgentCoordinator:
@@ -213,8 +229,24 @@ class AgentCoordinator:
         self._credentials.require_self(agent_id, "claim a task")
         k = self._keys
         flat = yield Run("task_claim", k, (k.agents, k.agents_seen),
-                         (*self._task_args(), agent_id, self._lease_ms(lease_seconds), task_type or ""))
+                         (*self._task_args(), agent_id, self._lease_ms(lease_seconds), task_type or "", ""))
         return AgentTask.from_hash(_flat_to_dict(flat)) if flat else None
+
+    @op
+    def claim_tasks(self, agent_id: str, n: int, task_type: str | None = None, *,
+                    lease_seconds: float | None = None) -> list[AgentTask]:
+        """Claim up to ``n`` tasks for ``agent_id`` in one round trip (one script): the ``n`` best
+        pending tasks, in claim order, each with its own lease, exactly as ``n`` calls of
+        :meth:`claim_task` in a row would claim them. Fewer (or none) when fewer are pending."""
+        validate_id(agent_id, "agent id")
+        if task_type is not None:
+            validate_id(task_type, "task_type")
+        _batch_size(n, "n")
+        self._credentials.require_self(agent_id, "claim a task")
+        k = self._keys
+        flats = yield Run("task_claim", k, (k.agents, k.agents_seen),
+                          (*self._task_args(), agent_id, self._lease_ms(lease_seconds), task_type or "", n))
+        return [AgentTask.from_hash(_flat_to_dict(flat)) for flat in flats]
 
     def _holder_args(self, task_id, agent_id, lease_token):
         validate_id(task_id, "task_id")
@@ -227,7 +259,11 @@ class AgentCoordinator:
             validate_id(agent_id, "agent id")
             self._credentials.require_self(agent_id, "act on a task")
         token = "" if lease_token is None else str(lease_token)
-        return (*self._task_args(), task_id, agent_id, token)
+        return self._task_args(), task_id, agent_id, token
+
+    def _fence_args(self, task_id, agent_id, lease_token):
+        task_args, task_id, agent_id, token = self._holder_args(task_id, agent_id, lease_token)
+        return (*task_args, task_id, agent_id, token)
 
     @op
     def complete_task(self, task_id: str, result=None, agent_id: str | None = None, *,
@@ -237,16 +273,38 @@ class AgentCoordinator:
         Raises :class:`LeaseError` if the caller does not hold the task or its lease expired,
         :class:`ConflictError` if it is already finished. Returns the agent credited.
         """
-        args = self._holder_args(task_id, agent_id, lease_token)
+        task_args, task_id, agent_id, token = self._holder_args(task_id, agent_id, lease_token)
         payload = self.memory.encode({} if result is None else result, "result")
-        return (yield Run("task_complete", self._keys, (), (*args, payload)))
+        return (yield Run("task_complete", self._keys, (), (*task_args, agent_id, "", task_id, token, payload)))
+
+    @op
+    def complete_tasks(self, completions, agent_id: str | None = None) -> list:
+        """Complete several tasks in one round trip (one script). ``completions`` holds
+        ``(task_id, result)`` or ``(task_id, result, lease_token)`` tuples (or claimed
+        :class:`AgentTask` objects, completed with no result under their own lease token).
+
+        Each task is checked as :meth:`complete_task` checks it (holder, lease, exactly once) and
+        completed on its own: returns, in order, the agent credited for each, or the exception that
+        ``complete_task`` would have raised for it (returned, not raised, so the others still count).
+        """
+        items = [_completion(c) for c in completions]
+        _batch_size(len(items), "the number of completions")
+        if len({task_id for task_id, _, _ in items}) != len(items):
+            raise InvalidInputError("a task appears twice in one batch of completions")
+        args = None
+        flat = []
+        for task_id, result, token in items:
+            args = self._holder_args(task_id, agent_id, token)
+            flat += [task_id, args[3], self.memory.encode({} if result is None else result, "result")]
+        replies = yield Run("task_complete", self._keys, (), (*args[0], args[2], "*", *flat))
+        return [error_from_reply(r[1:]) if r.startswith("!") else r for r in replies]
 
     @op
     def fail_task(self, task_id: str, reason: str, agent_id: str | None = None, *,
                   retry: bool = False, lease_token: str | None = None) -> str:
         """The holder gives up: the task fails with ``reason`` (or, with ``retry``, returns to the
         queue while attempts remain). Returns the new status."""
-        args = self._holder_args(task_id, agent_id, lease_token)
+        args = self._fence_args(task_id, agent_id, lease_token)
         reason = _text(reason, "reason", required=True, limit=2000)
         return (yield Run("task_fail", self._keys, (), (*args, reason, "1" if retry else "")))
 
@@ -254,7 +312,7 @@ class AgentCoordinator:
     def extend_lease(self, task_id: str, agent_id: str | None = None, *, lease_seconds: float | None = None,
                      lease_token: str | None = None) -> float:
         """Renew the lease on one task. Returns the new expiry (seconds since the epoch)."""
-        args = self._holder_args(task_id, agent_id, lease_token)
+        args = self._fence_args(task_id, agent_id, lease_token)
         return (yield Run("task_extend", self._keys, (), (*args, self._lease_ms(lease_seconds)))) / 1000
 
     @op

@@ -79,6 +79,11 @@ SIGNAL_SCAN_LIMIT = 1000
 #: until its wait is over): below the clients' 5 s socket timeout, so a long wait is never a timeout.
 BLOCK_SLICE_SECONDS = 4.0
 
+#: Connections the asyncio twin opens per event loop (per node on a cluster): enough for every
+#: request of a busy API process and its signal long-polls (each holds one for up to 4 s); past it,
+#: a request waits for a free connection (plain Redis) instead of failing.
+ASYNC_MAX_CONNECTIONS = 512
+
 #: Most tasks one ``claim_tasks`` / ``complete_tasks`` call handles (one script, one round trip).
 MAX_BATCH = 1000
 

@@ -17,6 +17,7 @@ asyncio classes. So the two paths share every rule, argument and reply parser: o
 from __future__ import annotations
 
 from functools import wraps
+from inspect import isgeneratorfunction
 from typing import NamedTuple
 
 
@@ -87,6 +88,8 @@ async def adrive(gen, memory):
 def op(gen_fn):
     """A method from an operation generator: drives it on ``self.memory`` (``self`` when the object
     is the memory). The generator stays reachable as ``method.op`` for :func:`async_twin`."""
+    if not isgeneratorfunction(gen_fn):
+        raise TypeError(f"@op needs a generator function, {gen_fn.__qualname__} is not one")
 
     @wraps(gen_fn)
     def method(self, *args, **kwargs):
@@ -98,6 +101,8 @@ def op(gen_fn):
 
 def op_function(gen_fn):
     """A module-level function ``f(memory, ...)`` from an operation generator."""
+    if not isgeneratorfunction(gen_fn):
+        raise TypeError(f"@op_function needs a generator function, {gen_fn.__qualname__} is not one")
 
     @wraps(gen_fn)
     def function(memory, *args, **kwargs):
