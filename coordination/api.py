@@ -245,7 +245,7 @@ async def claim(request, body: Optional[s.ClaimIn] = None):
 async def claim_batch(request, body: s.ClaimBatchIn):
     """Claim up to ``n`` of the best pending tasks in one round trip, each with its own lease (as ``n``
     claims in a row would). An empty list if none is pending."""
-    tasks = await coordinator(request).claim_tasks(request.auth.agent_id, body.n, body.task_type,
+    tasks = await coordinator(request).claim_tasks(body.agent_id or request.auth.agent_id, body.n, body.task_type,
                                                    lease_seconds=body.lease_seconds)
     return [task_out(t) for t in tasks]
 
@@ -255,7 +255,7 @@ async def complete_batch(request, body: s.CompleteBatchIn):
     """Complete several tasks the caller holds in one round trip. Each is checked on its own (holder,
     lease, exactly once): its result says ``completed`` or the error a single completion would get."""
     items = [(c.task_id, c.result, c.lease_token) for c in body.completions]
-    replies = await coordinator(request).complete_tasks(items, request.auth.agent_id)
+    replies = await coordinator(request).complete_tasks(items, body.agent_id)
     results = []
     for (task_id, _, _), reply in zip(items, replies):
         if isinstance(reply, Exception):

@@ -87,12 +87,15 @@ class ClaimBatchIn(ClaimIn):
     n: int = Field(10, ge=1, le=1000, description="claim up to this many tasks (one round trip)")
 
 
-class CompletionIn(CompleteIn):
+class CompletionIn(Schema):
     task_id: Id
+    result: Any = Field(default_factory=dict)
+    lease_token: Optional[str] = None
 
 
 class CompleteBatchIn(Schema):
     completions: list[CompletionIn] = Field(..., min_length=1, max_length=1000)
+    agent_id: Optional[Id] = Field(None, description="the holder; default the caller's own claims (a steward: whoever holds each)")
 
 
 class CompletionOut(Schema):

@@ -64,6 +64,11 @@ ERRORS = {
 }
 
 
+#: The API's error codes (``{"error": code}``, and a batch's per-item ``error``) -> exception.
+CODES = {"invalid_input": InvalidInputError, "too_large": ValueTooLargeError, "forbidden": AccessDeniedError,
+         "not_found": NotFoundError, "conflict": ConflictError, "lease": LeaseError, "staging_full": StagingFullError}
+
+
 def raise_for(response: httpx.Response) -> None:
     """Raise the library's exception for an error response, with the server's message."""
     try:

@@ -14,10 +14,10 @@ from __future__ import annotations
 from urllib.parse import quote
 
 from ..coordinator import AgentTask
-from ..exceptions import AccessDeniedError
+from ..exceptions import AccessDeniedError, EmpathyError
 from ..patterns import ConflictContext, StagedPattern
 from ..tiers import AgentCredentials
-from ._http import Call
+from ._http import CODES, Call
 
 
 def _seg(value: str) -> str:
@@ -43,6 +43,16 @@ def _pattern(body: dict) -> StagedPattern:
 
 def _conflict_context(body: dict) -> ConflictContext:
     return ConflictContext(**{name: body.get(name) for name in ConflictContext.__dataclass_fields__})
+
+
+def _completions(body: dict) -> list:
+    out = []
+    for r in body["results"]:
+        if r["status"] == "completed":
+            out.append(r["credited"])
+        else:
+            out.append(CODES.get(r.get("error"), EmpathyError)(r.get("detail") or r.get("error")))
+    return out
 
 
 def _drop_none(**fields) -> dict:
@@ -193,6 +203,18 @@ class Operations:
     def claim(self, credentials, agent_id: str, task_type: str | None = None, lease_seconds: float | None = None) -> Call:
         return self._call(credentials, "POST", "/tasks/claim", parse=_task, absent={204: None},
                           json=_drop_none(agent_id=agent_id, task_type=task_type, lease_seconds=lease_seconds))
+
+    def claim_batch(self, credentials, agent_id: str, n: int, task_type: str | None = None,
+                    lease_seconds: float | None = None) -> Call:
+        return self._call(credentials, "POST", "/tasks/claim-batch", parse=lambda b: [_task(t) for t in b],
+                          json=_drop_none(agent_id=agent_id, n=n, task_type=task_type, lease_seconds=lease_seconds))
+
+    def complete_batch(self, credentials, completions, agent_id: str | None = None) -> Call:
+        """``completions``: (task_id, result, lease_token) tuples; each answer is the agent credited or
+        the library's exception for that task (returned, not raised, as ``complete_tasks`` does)."""
+        body = [_drop_none(task_id=t, result={} if r is None else r, lease_token=tok) for t, r, tok in completions]
+        return self._call(credentials, "POST", "/tasks/complete-batch", parse=_completions,
+                          json=_drop_none(completions=body, agent_id=agent_id))
 
     def complete(self, credentials, task_id: str, result=None, agent_id: str | None = None,
                  lease_token: str | None = None) -> Call:

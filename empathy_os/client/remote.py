@@ -63,6 +63,20 @@ class RemoteCoordinator(AgentCoordinator):
                    lease_seconds: float | None = None) -> AgentTask | None:
         return self.memory.claim(self._credentials, agent_id, task_type, self._lease(lease_seconds))
 
+    def claim_tasks(self, agent_id: str, n: int, task_type: str | None = None, *,
+                    lease_seconds: float | None = None) -> list[AgentTask]:
+        return self.memory.claim_batch(self._credentials, agent_id, n, task_type, self._lease(lease_seconds))
+
+    def complete_tasks(self, completions, agent_id: str | None = None) -> list:
+        items = []
+        for c in completions:
+            if isinstance(c, AgentTask):
+                items.append((c.task_id, None, c.lease_token))
+            else:
+                task_id, result, *token = c
+                items.append((task_id, result, token[0] if token else None))
+        return self.memory.complete_batch(self._credentials, items, agent_id)
+
     def complete_task(self, task_id: str, result=None, agent_id: str | None = None, *,
                       lease_token: str | None = None) -> str:
         return self.memory.complete(self._credentials, task_id, result, agent_id, lease_token)

@@ -217,3 +217,14 @@ def test_task_history_and_conflicts_over_http(live_site, memory):
         assert (done.resolved, done.resolution, done.resolved_by) == (True, {"pick": "b"}, "val")
         with pytest.raises(ConflictError):
             validator.resolve_conflict("c-1", {"pick": "a"})
+
+
+def test_batches_over_http(live_site, memory):
+    with connect(live_site.url, issue_token("coordinator", TEAM, "steward")[0]) as client:
+        team = AgentCoordinator(client, TEAM)
+        team.add_tasks([AgentTask(f"b-{i}", "review", priority=9 - i) for i in range(3)])
+        claimed = team.claim_tasks("alpha", 2, "review")
+        assert [(t.task_id, t.assigned_to) for t in claimed] == [("b-0", "alpha"), ("b-1", "alpha")]
+        done = team.complete_tasks([claimed[0], ("b-1", {"ok": 1}, claimed[1].lease_token), ("b-2", {})])
+        assert done[:2] == ["alpha", "alpha"] and isinstance(done[2], LeaseError)
+    assert AgentCoordinator(memory, TEAM).aggregate_results()["by_agent"] == {"alpha": 2}
