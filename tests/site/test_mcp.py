@@ -146,10 +146,17 @@ async def test_stdio_to_a_running_site(live_site, memory):
     assert AgentCoordinator(memory, TEAM, STEWARD).aggregate_results()["by_agent"] == {"scout": 1}
 
 
-async def test_stdio_with_a_token_the_site_refuses_does_not_start(live_site):
-    with pytest.raises(Exception):
-        async with mcp_over_stdio("--url", live_site.url, "--token", "emp_nobody") as client:
-            await client.list_tools()
+def test_stdio_with_a_token_the_site_refuses_says_so_and_stops(live_site):
+    import subprocess
+
+    from tests.mcp_support import ROOT, stdio_params
+
+    params = stdio_params("--url", live_site.url, "--token", "emp_nobody")
+    done = subprocess.run([params.command, *params.args], cwd=ROOT, env=params.env, input="", capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 1 and done.stdout == ""
+    assert "CommandError: TokenRejectedError: send a valid agent token" in done.stderr
+    assert "Traceback" not in done.stderr
 
 
 def test_stdio_in_process_serves_this_processs_memory(redis_url, tmp_path):

@@ -7,6 +7,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from coordination.mcp import build_server
 from coordination.mcp_http import in_process_client, local_host
+from empathy_os import EmpathyError
 from empathy_os.client import AsyncClient
 
 
@@ -22,7 +23,10 @@ class Command(BaseCommand):
     def handle(self, token, url, **options):
         if not token:
             raise CommandError("give the agent's token: --token or EMPATHY_TOKEN (manage.py create_agent_token)")
-        anyio.run(self._serve, token, url)
+        try:
+            anyio.run(self._serve, token, url)
+        except EmpathyError as exc:  # e.g. the site refuses the token: say so, no traceback
+            raise CommandError(f"{type(exc).__name__}: {exc}") from None
 
     async def _serve(self, token: str, url: str | None) -> None:
         if url:
