@@ -28,7 +28,7 @@ from empathy_os.bench import _percentiles, cleanup, nearest_rank
 
 from .bench_live import free_port
 from .models import AgentToken
-from .tokens import issue_token
+from .tokens import TOKEN_CACHE_SECONDS, issue_token
 
 SERVERS = ("daphne", "uvicorn")
 #: HTTP claim p50 at most this many raw Redis round trips (PING p50 of the same run).
@@ -82,6 +82,12 @@ def redis_url_of(memory) -> str:
     kw = memory.client.connection_pool.connection_kwargs
     auth = f":{kw['password']}@" if kw.get("password") else ""
     return f"redis://{auth}{kw.get('host', 'localhost')}:{kw.get('port', 6379)}/{kw.get('db', 0)}"
+
+
+def forget_tokens(memory, rows) -> None:
+    """Delete the bench's token rows and their cached credentials (a deleted token must not work on)."""
+    AgentToken.objects.filter(pk__in=[row.pk for row in rows]).delete()
+    memory.revoke_cached_credentials([row.token_hash for row in rows], TOKEN_CACHE_SECONDS)
 
 
 def _timed(conn, method: str, path: str, body, headers, expect: int) -> int:
@@ -223,7 +229,7 @@ def run_http_bench(memory, samples: int = 500, *, server: str = "daphne", throug
             throughput.append(asyncio.run(_throughput(port, [token] * clients, task_type, throughput_requests)))
     finally:
         stop_server(process)
-        AgentToken.objects.filter(pk=row.pk).delete()
+        forget_tokens(memory, [row])
         cleanup(memory, team)
     ops = {"http_claim_task": _percentiles(claim), "http_complete_task": _percentiles(complete)}
     baseline = {"redis_ping": _percentiles(ping), "http_health": _percentiles(health)}

@@ -22,9 +22,8 @@ from empathy_os import AgentCoordinator, AgentTask
 from empathy_os.bench import cleanup, nearest_rank
 from empathy_os.loadgen import library_worker
 
-from .bench_http import KeepAlive, claim_complete_loop, redis_url_of, start_server, stop_server
+from .bench_http import KeepAlive, claim_complete_loop, forget_tokens, redis_url_of, start_server, stop_server
 from .bench_live import free_port
-from .models import AgentToken
 from .tokens import issue_token
 
 HTTP_AGENTS = 200
@@ -135,7 +134,7 @@ def run_load_bench(memory, tasks: int = 6000, *, server: str = "daphne", process
         seconds = time.perf_counter() - start
     finally:
         stop_server(process)
-        AgentToken.objects.filter(pk__in=[row.pk for _, row in tokens]).delete()
+        forget_tokens(memory, [row for _, row in tokens])
     lib_done = [task_id for _, ids, _, _ in lib for task_id in ids]
     lib_claims = [ns for _, _, claims, _ in lib for ns in claims]
     every = http["completed"] + lib_done
@@ -161,7 +160,6 @@ def run_load_bench(memory, tasks: int = 6000, *, server: str = "daphne", process
     before = _evalsha_stats(memory.client)
     start = time.perf_counter()
     go.set()
-    done = [0]
 
     def progress_alone():
         return f"  {coordinator.aggregate_results()['total_completed'] - tasks} of {processes_tasks} tasks completed"
@@ -169,13 +167,13 @@ def run_load_bench(memory, tasks: int = 6000, *, server: str = "daphne", process
     solo = _collect(procs, results, time.monotonic() + DEADLINE_SECONDS, progress_alone, log)
     seconds_alone = time.perf_counter() - start
     after = _evalsha_stats(memory.client)
-    done[0] = sum(len(ids) for _, ids, _, _ in solo)
+    done = sum(len(ids) for _, ids, _, _ in solo)
     cleanup(memory, team)
     calls = max(after[1] - before[1], 1)
     per_script = (after[0] - before[0]) / calls  # claims and completes, about one each per task
     pair_us = 2 * per_script
-    alone = {"processes": PROCESSES, "tasks": done[0], "seconds": round(seconds_alone, 2),
-             "claim_complete_per_s": round(done[0] / seconds_alone),
+    alone = {"processes": PROCESSES, "tasks": done, "seconds": round(seconds_alone, 2),
+             "claim_complete_per_s": round(done / seconds_alone),
              "server_us_per_script": round(per_script, 1),
              "lua_ceiling_per_s": round(1e6 / pair_us) if pair_us else None}
     alone["share_of_ceiling"] = round(alone["claim_complete_per_s"] / alone["lua_ceiling_per_s"], 2) \

@@ -29,7 +29,7 @@ from .scripts import SCRIPTS, translate_error
 
 #: The memory's operations that have a coroutine twin here (the rest of the memory stays sync).
 MEMORY_OPS = ("stash", "retrieve", "forget", "send_signal", "receive_signals", "persist_state", "restore_state",
-              "stage_pattern", "get_staged_patterns")
+              "stage_pattern", "get_staged_patterns", "cached_credentials", "cache_credentials")
 
 _SSL_OPTIONS = ("ssl_keyfile", "ssl_certfile", "ssl_cert_reqs", "ssl_ca_certs", "ssl_ca_data", "ssl_check_hostname")
 

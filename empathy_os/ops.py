@@ -6,7 +6,8 @@ generator does no I/O itself; a driver performs each request and sends the reply
 
 - ``yield Run(script, team, keys, args)``: one EVALSHA (the memory's ``run``: script loading, team
   index, error translation);
-- ``yield Read("hgetall", key)``: one read command;
+- ``yield Read("hgetall", key)``: one read command (or one command outside team data, such as a
+  cache entry, which needs no event);
 - ``yield Pipe((("hgetall", (key,), {}), ...))``: several reads in one round trip (no transaction).
 
 ``@op`` turns such a generator into the sync method (driven by ``self.memory``, or ``self`` for the

@@ -21,8 +21,8 @@ from . import defaults
 from .codec import decode_json, encode_json, ms_to_seconds, positive_seconds
 from .defaults import Config
 from .exceptions import InvalidInputError, MemoryUnavailableError
-from .keys import TeamKeys, teams_key, validate_id
-from .ops import Read, Run, op, read
+from .keys import TeamKeys, teams_key, token_cache_key, validate_id
+from .ops import Pipe, Read, Run, op, read
 from .patterns import (
     create_conflict_context,
     get_staged_patterns,
@@ -372,6 +372,37 @@ class RedisShortTermMemory:
     def resolve_conflict(self, credentials, conflict_id: str, resolution):
         return resolve_conflict(self, credentials, conflict_id, resolution)
 
+    # -- the credentials cache of agent tokens (the HTTP API's bearer tokens) -----------------------
+    # The token table lives in the site's database; a verified token's credentials are kept here for a
+    # short TTL so a request needs no database round trip. Revoking writes a tombstone (longer than the
+    # TTL) and caching is SET NX, so a request that read the database just before a revocation cannot
+    # cache the revoked token afterwards.
+
+    @op
+    def cached_credentials(self, token_hash: str) -> AgentCredentials | None:
+        """The cached credentials of a token (by its SHA-256), or None (not cached, or revoked)."""
+        raw = yield read("get", token_cache_key(self.config.key_prefix, token_hash))
+        if raw is None or raw == _REVOKED:
+            return None
+        data = decode_json(raw)
+        return AgentCredentials(data["agent_id"], AccessTier(data["tier"]), data["team_id"])
+
+    @op
+    def cache_credentials(self, token_hash: str, credentials: AgentCredentials, ttl: int) -> bool:
+        """Cache a verified token's credentials for ``ttl`` seconds (one SET NX EX); False when the
+        token was revoked lately (or is cached already)."""
+        record = encode_json({"agent_id": credentials.agent_id, "tier": int(credentials.tier),
+                              "team_id": credentials.team_id}, self.config.max_value_bytes, "credentials")
+        return bool((yield read("set", token_cache_key(self.config.key_prefix, token_hash), record,
+                                ex=int(ttl), nx=True)))
+
+    @op
+    def revoke_cached_credentials(self, token_hashes, ttl: int) -> None:
+        """Replace the cached credentials of these tokens by a tombstone for ``2 * ttl`` seconds."""
+        keys = [token_cache_key(self.config.key_prefix, h) for h in token_hashes]
+        if keys:
+            yield Pipe(tuple(("set", (key, _REVOKED), {"ex": 2 * int(ttl)}) for key in keys))
+
     # -- events and stats -----------------------------------------------------------------------------
 
     def read_events(self, team_id: str, after: str = "0-0", count: int = 100) -> list[dict]:
@@ -450,6 +481,9 @@ class RedisShortTermMemory:
             used = sum(int(n.get("used_memory", 0)) for n in nodes)
             maxmemory = sum(int(n.get("maxmemory", 0)) for n in nodes)
         return {"used_memory": used, "maxmemory": maxmemory, "teams": usage}
+
+
+_REVOKED = "revoked"
 
 
 def _by_seq(signal: dict) -> int:

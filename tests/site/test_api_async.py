@@ -2,6 +2,8 @@
 
 import pytest
 
+from empathy_os import AgentCredentials
+
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
@@ -41,3 +43,31 @@ def test_it_serves_the_agent_flow_without_the_sync_memory(api, agents, sync_path
 def test_it_times_out_a_long_poll_with_an_empty_list(api, agents, sync_path_closed):
     response = api.get("/signals?wait=0.2", token=agents["contributor"])
     assert response.status_code == 200 and response.json() == []
+
+
+def test_it_caches_a_verified_token_and_a_revocation_wins_at_once(api, site_memory, make_token):
+    from coordination.models import hash_token
+    from coordination.tokens import revoke_tokens
+
+    agent = make_token("contributor", "leaving")
+    digest = hash_token(agent.token)
+    assert site_memory.cached_credentials(digest) is None
+    assert api.get("/agents", token=agent).status_code == 200
+    cached = site_memory.cached_credentials(digest)
+    assert (cached.agent_id, cached.team_id, cached.tier) == (agent.agent_id, agent.team_id, agent.tier)
+    assert revoke_tokens("leaving") == 1
+    assert site_memory.cached_credentials(digest) is None
+    assert api.get("/agents", token=agent).status_code == 401
+    assert api.get("/agents", token=agent).status_code == 401  # a tombstone: the refusal is not cached away
+
+
+def test_it_does_not_cache_a_token_revoked_while_its_request_read_the_database(site_memory, make_token):
+    from coordination.models import hash_token
+    from coordination.tokens import TOKEN_CACHE_SECONDS
+
+    agent = make_token("contributor")
+    digest = hash_token(agent.token)
+    site_memory.revoke_cached_credentials([digest], TOKEN_CACHE_SECONDS)  # revoked after the read
+    creds = AgentCredentials(agent.agent_id, agent.tier, agent.team_id)
+    assert site_memory.cache_credentials(digest, creds, TOKEN_CACHE_SECONDS) is False
+    assert site_memory.cached_credentials(digest) is None

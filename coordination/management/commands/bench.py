@@ -25,7 +25,7 @@ class Command(BaseCommand):
                             help="bounded load run: 200 HTTP agents and 8 library processes on one Redis, then "
                                  "8 library processes alone beside the Lua claim ceiling")
         parser.add_argument("--tasks", type=int, default=None,
-                            help="--load only: tasks in the mixed run (default 6000)")
+                            help="--load only: tasks in each phase (default 20000 mixed, 8000 processes alone)")
         parser.add_argument("--requests", type=int, default=2000,
                             help="--http only: requests per throughput row (default 2000)")
         parser.add_argument("--live", action="store_true",
@@ -66,7 +66,8 @@ class Command(BaseCommand):
     def handle_load(self, options):
         try:
             memory = get_redis_memory(options["url"])
-            report = run_load_bench(memory, options["tasks"] or 6000, server=options["server"],
+            report = run_load_bench(memory, options["tasks"] or 20000, server=options["server"],
+                                    processes_tasks=options["tasks"] or 8000,
                                     log=(lambda *_: None) if options["json"] else self.stderr.write)
         except (MemoryUnavailableError, RuntimeError, ValueError) as exc:
             raise CommandError(str(exc)) from None
