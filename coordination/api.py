@@ -9,6 +9,8 @@ database work (promote, reject, search, rediscoveries) and the team-wide stats r
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 from typing import Optional, Union
 
 from asgiref.sync import sync_to_async
@@ -27,6 +29,7 @@ from empathy_os import (
     StagedPattern,
 )
 from empathy_os.aio import AsyncAgentCoordinator, AsyncTeamSession, get_session_info
+from empathy_os.patterns import create_conflict_context, resolve_conflict
 from patterns import library
 
 from . import schemas as s
@@ -169,19 +172,22 @@ async def delete_memory(request, key: str):
 
 @api.post("/agents/register", response={200: dict, **ERRORS}, tags=["agents"])
 async def register(request, body: s.RegisterIn):
-    """Register the caller with the task types it can do: once per agent process, at start. Leases
-    still held under the caller's id (a previous process) go back to the queue (``released``)."""
-    released = await coordinator(request).register_agent(request.auth.agent_id, body.capabilities)
-    return {"agent_id": request.auth.agent_id, "team_id": request.auth.team_id, "capabilities": body.capabilities,
+    """Register the caller (a steward: ``agent_id``) with the task types it can do: once per agent
+    process, at start. Leases still held under its id (a previous process) go back to the queue
+    (``released``)."""
+    agent_id = body.agent_id or request.auth.agent_id
+    released = await coordinator(request).register_agent(agent_id, body.capabilities)
+    return {"agent_id": agent_id, "team_id": request.auth.team_id, "capabilities": body.capabilities,
             "released": released}
 
 
 @api.post("/agents/heartbeat", response={200: dict, **ERRORS}, tags=["agents"])
 async def heartbeat(request, body: Optional[s.HeartbeatIn] = None):
-    """Mark the caller alive and renew every lease it holds."""
-    lease = body.lease_seconds if body else None
-    renewed = await coordinator(request).heartbeat(request.auth.agent_id, lease)
-    return {"agent_id": request.auth.agent_id, "leases_renewed": renewed}
+    """Mark the caller (a steward: ``agent_id``) alive and renew every lease it holds."""
+    body = body or s.HeartbeatIn()
+    agent_id = body.agent_id or request.auth.agent_id
+    renewed = await coordinator(request).heartbeat(agent_id, body.lease_seconds)
+    return {"agent_id": agent_id, "leases_renewed": renewed}
 
 
 @api.get("/agents", response={200: list[dict], **ERRORS}, tags=["agents"])
@@ -208,9 +214,10 @@ async def add_tasks(request, body: Union[s.TaskIn, list[s.TaskIn]]):
 
 @api.post("/tasks/claim", response={200: s.TaskOut, 204: None, **ERRORS}, tags=["tasks"])
 async def claim(request, body: Optional[s.ClaimIn] = None):
-    """Claim the best pending task (of ``task_type``, or of the caller's capabilities). 204 if none."""
+    """Claim the best pending task (of ``task_type``, or of the caller's capabilities) for the caller (a
+    steward: for ``agent_id``). 204 if none."""
     body = body or s.ClaimIn()
-    task = await coordinator(request).claim_task(request.auth.agent_id, body.task_type,
+    task = await coordinator(request).claim_task(body.agent_id or request.auth.agent_id, body.task_type,
                                                  lease_seconds=body.lease_seconds)
     if task is None:
         return Status(204, None)
@@ -221,7 +228,7 @@ async def claim(request, body: Optional[s.ClaimIn] = None):
 async def claim_batch(request, body: s.ClaimBatchIn):
     """Claim up to ``n`` of the best pending tasks in one round trip, each with its own lease (as ``n``
     claims in a row would). An empty list if none is pending."""
-    tasks = await coordinator(request).claim_tasks(request.auth.agent_id, body.n, body.task_type,
+    tasks = await coordinator(request).claim_tasks(body.agent_id or request.auth.agent_id, body.n, body.task_type,
                                                    lease_seconds=body.lease_seconds)
     return [task_out(t) for t in tasks]
 
@@ -231,7 +238,7 @@ async def complete_batch(request, body: s.CompleteBatchIn):
     """Complete several tasks the caller holds in one round trip. Each is checked on its own (holder,
     lease, exactly once): its result says ``completed`` or the error a single completion would get."""
     items = [(c.task_id, c.result, c.lease_token) for c in body.completions]
-    replies = await coordinator(request).complete_tasks(items, request.auth.agent_id)
+    replies = await coordinator(request).complete_tasks(items, body.agent_id)
     results = []
     for (task_id, _, _), reply in zip(items, replies):
         if isinstance(reply, Exception):
@@ -243,15 +250,16 @@ async def complete_batch(request, body: s.CompleteBatchIn):
 
 @api.post("/tasks/{task_id}/complete", response={200: dict, **ERRORS}, tags=["tasks"])
 async def complete(request, task_id: str, body: s.CompleteIn):
-    """Complete a task the caller holds (409 if it does not, or its lease expired)."""
-    await coordinator(request).complete_task(task_id, body.result, request.auth.agent_id,
-                                             lease_token=body.lease_token)
-    return {"task_id": task_id, "status": "completed"}
+    """Complete a task the caller holds (409 ``lease`` if it does not, or its lease expired; a steward
+    completes whoever's claim). ``agent_id`` is the agent credited."""
+    credited = await coordinator(request).complete_task(task_id, body.result, body.agent_id,
+                                                        lease_token=body.lease_token)
+    return {"task_id": task_id, "status": "completed", "agent_id": credited}
 
 
 @api.post("/tasks/{task_id}/fail", response={200: dict, **ERRORS}, tags=["tasks"])
 async def fail(request, task_id: str, body: s.FailIn):
-    status = await coordinator(request).fail_task(task_id, body.reason, request.auth.agent_id,
+    status = await coordinator(request).fail_task(task_id, body.reason, body.agent_id,
                                                   retry=body.retry, lease_token=body.lease_token)
     return {"task_id": task_id, "status": status}
 
@@ -260,7 +268,7 @@ async def fail(request, task_id: str, body: s.FailIn):
 async def extend(request, task_id: str, body: Optional[s.LeaseIn] = None):
     """Extend the lease on a task the caller holds."""
     body = body or s.LeaseIn()
-    expires = await coordinator(request).extend_lease(task_id, request.auth.agent_id,
+    expires = await coordinator(request).extend_lease(task_id, body.agent_id,
                                                       lease_seconds=body.lease_seconds, lease_token=body.lease_token)
     return {"task_id": task_id, "lease_expires_at": expires}
 
@@ -324,9 +332,11 @@ async def open_session(request, body: s.SessionIn):
 
 
 @api.post("/sessions/{session_id}/join", response={200: s.SessionOut, **ERRORS}, tags=["sessions"])
-async def join(request, session_id: str):
+async def join(request, session_id: str, body: Optional[s.JoinIn] = None):
+    """Join the session (a steward: add ``agent_id``)."""
     await _session_info(request, session_id)
-    await _session(request, session_id).add_agent(request.auth.agent_id)
+    agent_id = (body and body.agent_id) or request.auth.agent_id
+    await _session(request, session_id).add_agent(agent_id)
     return await _session_info(request, session_id)
 
 
@@ -405,3 +415,60 @@ async def get_state(request, session_id: str):
     if state is None:
         raise NotFoundError(f"no collaboration state of {request.auth.agent_id} for session {session_id}")
     return {"session_id": session_id, "state": state}
+
+
+# -- added for empathy_os.client and the MCP tools (issue 11) -------------------------------------
+
+
+@api.get("/me", response={200: s.MeOut, **ERRORS}, tags=["agents"])
+async def me(request):
+    """Who the token stands for: agent, team and tier (decided here, never by a request)."""
+    creds = request.auth
+    return {"agent_id": creds.agent_id, "team_id": creds.team_id, "tier": str(creds.tier)}
+
+
+@api.post("/sessions/{session_id}/leave", response={200: s.SessionOut, **ERRORS}, tags=["sessions"])
+async def leave(request, session_id: str, body: Optional[s.JoinIn] = None):
+    """Leave the session (a steward: remove ``agent_id``)."""
+    await _session_info(request, session_id)
+    agent_id = (body and body.agent_id) or request.auth.agent_id
+    await _session(request, session_id).remove_agent(agent_id)
+    return await _session_info(request, session_id)
+
+
+@api.get("/sessions/{session_id}/context", response={200: dict, **ERRORS}, tags=["sessions"])
+async def context(request, session_id: str):
+    """The session's whole shared context, by key."""
+    await _session_info(request, session_id)
+    return await _session(request, session_id).get_context()
+
+
+@api.get("/tasks/{task_id}/history", response={200: list[dict], **ERRORS}, tags=["tasks"])
+async def task_history(request, task_id: str):
+    """The task's lease history: added, claimed, requeued, completed or failed, with times and agents."""
+    if await coordinator(request).get_task(task_id) is None:
+        raise NotFoundError(f"no task {task_id} in team {request.auth.team_id}")
+    return await coordinator(request).get_task_history(task_id)
+
+
+def _conflict_out(conflict) -> dict:
+    return dataclasses.asdict(conflict)
+
+
+@api.post("/conflicts", response={201: s.ConflictOut, **ERRORS}, tags=["conflicts"])
+async def create_conflict(request, body: s.ConflictIn):
+    """Record a disagreement between agents (contributors and above)."""
+    conflict = await in_thread(create_conflict_context, get_memory(), request.auth, body.conflict_id, body.positions,
+                               interests=body.interests, batna=body.batna)
+    return Status(201, _conflict_out(conflict))
+
+
+@api.post("/conflicts/{conflict_id}/resolve", response={200: s.ConflictOut, **ERRORS}, tags=["conflicts"])
+async def resolve(request, conflict_id: str, body: s.ResolveIn):
+    """Resolve a conflict (validators; exactly once: 409 after that)."""
+    return _conflict_out(await in_thread(resolve_conflict, get_memory(), request.auth, conflict_id, body.resolution))
+
+
+def in_thread(fn, *args, **kwargs):
+    """The library calls with no asyncio twin (conflicts) run in a worker thread."""
+    return sync_to_async(functools.partial(fn, *args, **kwargs), thread_sensitive=False)()

@@ -10,12 +10,13 @@ _lock = threading.Lock()
 
 
 def get_memory():
-    """The memory this process uses (REDIS_URL -> localhost:6379 -> mock; see empathy_os)."""
+    """The memory this process uses (REDIS_URL -> localhost:6379 -> mock; see empathy_os). Never a
+    client of another site, whatever EMPATHY_URL says: the site is where agents' clients arrive."""
     global _memory
     if _memory is None:
         with _lock:
             if _memory is None:
-                _memory = get_redis_memory()
+                _memory = get_redis_memory(remote=False)
     return _memory
 
 

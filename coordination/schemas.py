@@ -29,10 +29,12 @@ class MemoryOut(Schema):
 
 class RegisterIn(Schema):
     capabilities: list[Id] = Field(default_factory=list, description="task types this agent can do")
+    agent_id: Optional[Id] = Field(None, description="act for this agent (stewards only); default the caller")
 
 
 class HeartbeatIn(Schema):
     lease_seconds: Optional[float] = None
+    agent_id: Optional[Id] = Field(None, description="act for this agent (stewards only); default the caller")
 
 
 class TaskIn(Schema):
@@ -72,23 +74,28 @@ class AddedOut(Schema):
 class ClaimIn(Schema):
     task_type: Optional[Id] = None
     lease_seconds: Optional[float] = None
+    agent_id: Optional[Id] = Field(None, description="act for this agent (stewards only); default the caller")
 
 
 class CompleteIn(Schema):
     result: Any = Field(default_factory=dict)
     lease_token: Optional[str] = None
+    agent_id: Optional[Id] = Field(None, description="the holder; default the caller's own claim (a steward: whoever holds it)")
 
 
 class ClaimBatchIn(ClaimIn):
     n: int = Field(10, ge=1, le=1000, description="claim up to this many tasks (one round trip)")
 
 
-class CompletionIn(CompleteIn):
+class CompletionIn(Schema):
     task_id: Id
+    result: Any = Field(default_factory=dict)
+    lease_token: Optional[str] = None
 
 
 class CompleteBatchIn(Schema):
     completions: list[CompletionIn] = Field(..., min_length=1, max_length=1000)
+    agent_id: Optional[Id] = Field(None, description="the holder; default the caller's own claims (a steward: whoever holds each)")
 
 
 class CompletionOut(Schema):
@@ -108,11 +115,13 @@ class FailIn(Schema):
     reason: str
     retry: bool = False
     lease_token: Optional[str] = None
+    agent_id: Optional[Id] = Field(None, description="the holder; default the caller's own claim (a steward: whoever holds it)")
 
 
 class LeaseIn(Schema):
     lease_seconds: Optional[float] = None
     lease_token: Optional[str] = None
+    agent_id: Optional[Id] = Field(None, description="the holder; default the caller's own claim (a steward: whoever holds it)")
 
 
 class SignalIn(Schema):
@@ -145,6 +154,40 @@ class SessionOut(Schema):
     last_activity: Optional[float]
     participants: list[str]
     context_keys: list[str]
+
+
+class JoinIn(Schema):
+    agent_id: Optional[Id] = Field(None, description="the participant (stewards add or remove anyone); default the caller")
+
+
+class MeOut(Schema):
+    agent_id: str
+    team_id: str
+    tier: str = Field(description="observer, contributor, validator or steward")
+
+
+class ConflictIn(Schema):
+    conflict_id: Id
+    positions: dict[str, Any] = Field(description="agent id -> the position it holds (at least one)")
+    interests: dict[str, Any] = Field(default_factory=dict, description="agent id -> its interests")
+    batna: str = Field("", description="the best alternative if no agreement is reached")
+
+
+class ResolveIn(Schema):
+    resolution: Any = Field(description="the decision, any JSON")
+
+
+class ConflictOut(Schema):
+    conflict_id: str
+    positions: dict[str, Any]
+    interests: dict[str, Any]
+    batna: str
+    created_by: str
+    created_at: Optional[float]
+    resolved: bool
+    resolution: Any
+    resolved_by: Optional[str]
+    resolved_at: Optional[float]
 
 
 class ValueIn(Schema):

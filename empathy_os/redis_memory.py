@@ -492,15 +492,21 @@ def _env_flag(name: str) -> bool:
     return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
 
 
-def get_redis_memory(url: str | None = None, *, config: Config | None = None) -> RedisShortTermMemory:
+def get_redis_memory(url: str | None = None, *, config: Config | None = None, remote: bool = True):
     """The memory to use, found automatically, with one log line saying which.
 
+    0. ``EMPATHY_URL`` (and ``remote``): a client of that site (``empathy_os.client.connect_from_env``),
+       which the chapter's classes accept in place of a memory.
     1. ``EMPATHY_REDIS_MOCK=1`` forces mock mode.
     2. ``url`` or ``REDIS_URL``: that server. If it does not answer, :class:`MemoryUnavailableError`
        (agents split between a real Redis and private mocks would be worse than an error).
     3. ``localhost:6379`` if it answers within ``PROBE_TIMEOUT_SECONDS``.
     4. Otherwise mock mode (in-process, data lost at exit).
     """
+    if remote and url is None and os.environ.get("EMPATHY_URL"):
+        from .client import connect_from_env
+
+        return connect_from_env()
     if _env_flag("EMPATHY_REDIS_MOCK"):
         log.info("empathy_os: mock mode (EMPATHY_REDIS_MOCK is set)")
         return RedisShortTermMemory(use_mock=True, config=config)
@@ -552,6 +558,10 @@ def check_redis_connection(memory: RedisShortTermMemory | None = None) -> bool:
     :func:`get_redis_memory` would pick). Mock mode is never a connection."""
     if memory is not None:
         return memory.mode != "mock" and memory.ping()
+    if os.environ.get("EMPATHY_URL"):  # the site's memory, through empathy_os.client
+        from .client import site_answers
+
+        return site_answers()
     if _env_flag("EMPATHY_REDIS_MOCK"):
         return False
     url = os.environ.get("REDIS_URL") or LOCAL_REDIS_URL

@@ -20,6 +20,11 @@ class TeamSession:
     (``session_ttl``). An observer's handle only reads: it creates nothing.
     """
 
+    def __new__(cls, memory=None, *args, **kwargs):
+        # A client of a remote site (empathy_os.client) hands over to its HTTP implementation.
+        remote = getattr(memory, "remote_session", None)
+        return super().__new__(remote if remote is not None and not issubclass(cls, remote) else cls)
+
     def __init__(self, memory, session_id: str, purpose: str = "", *, team_id: str = DEFAULT_TEAM,
                  credentials: AgentCredentials | None = None):
         self.memory = memory

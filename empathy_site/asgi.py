@@ -22,6 +22,7 @@ from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
+from coordination.mcp_http import McpEndpoint  # noqa: E402
 from coordination.routing import websocket_urlpatterns  # noqa: E402
 
 
@@ -39,10 +40,12 @@ class ApiASGIHandler(ASGIHandler):
 
 site_app = ASGIHandler()
 api_app = ApiASGIHandler()
+mcp_app = McpEndpoint(api_app)  # /mcp: MCP over streamable HTTP, each tool call sent to api_app
 
 
 async def http_app(scope, receive, send):
-    app = api_app if scope["path"].startswith("/api/") else site_app
+    path = scope["path"]
+    app = api_app if path.startswith("/api/") else mcp_app if path in ("/mcp", "/mcp/") else site_app
     await app(scope, receive, send)
 
 

@@ -9,7 +9,7 @@ import fakeredis
 import pytest
 
 from empathy_os import RedisShortTermMemory
-from tests.support import RedisClusterServer, RedisServer
+from tests.support import RedisClusterServer, RedisServer, ThreadedSite
 
 
 @pytest.fixture(scope="session")
@@ -115,3 +115,20 @@ def pytest_collection_modifyitems(config, items):
     sync API keeps an event loop running in the main thread (async tests cannot run beside it), and the
     site server's relay reads the private redis-server's event streams as group "relay"."""
     items.sort(key=lambda item: item.nodeid.startswith("tests/browser/"))
+
+
+@pytest.fixture(scope="session")
+def threaded_site():
+    """The site served by uvicorn in a thread of this process (``tests.support.ThreadedSite``)."""
+    site = ThreadedSite()
+    yield site
+    site.stop()
+
+
+@pytest.fixture
+def live_site(threaded_site, memory, transactional_db):
+    """The running site (``.url``) serving this test's ``memory`` (mock or redis) and database."""
+    from coordination.memory import memory_in_use
+
+    with memory_in_use(memory):
+        yield threaded_site

@@ -1,6 +1,7 @@
 """Test support: a private redis-server on a free port (never the machine's 6379), a Redis Cluster,
-``wait_until``, ``redis_calls`` (round trips counted), people of a tier (``tier_user``, ``logged_in``), and
-a JSON client for the agent API (``Api``, ``assert_error``)."""
+``wait_until``, ``redis_calls`` (round trips counted), people of a tier (``tier_user``, ``logged_in``),
+a JSON client for the agent API (``Api``, ``assert_error``), and the site served by uvicorn in a thread
+(``ThreadedSite``)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 from contextlib import contextmanager
 
@@ -325,3 +327,30 @@ class RedisClusterServer:
     def stop(self) -> None:
         for node in self.nodes:
             node.stop()
+
+
+class ThreadedSite:
+    """The site's ASGI application (``empathy_site.asgi``: API, ``/mcp``, pages) served by a real uvicorn
+    on a free port, in a thread of the test process: it serves the test's memory (set with
+    ``coordination.memory.memory_in_use``) and the test's database (its tokens), so clients in other
+    processes (examples, MCP clients) meet real HTTP on both backends. Stopped by :meth:`stop`."""
+
+    def __init__(self):
+        import uvicorn
+
+        from empathy_site.asgi import application
+
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        config = uvicorn.Config(application, host="127.0.0.1", port=self.port, lifespan="off", ws="none",
+                                log_level="warning", access_log=False)
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, name="site-under-test", daemon=True)
+        self.thread.start()
+        wait_until(lambda: self.server.started or not self.thread.is_alive(), timeout=30)
+        if not self.server.started:
+            raise RuntimeError(f"uvicorn did not start on port {self.port}")
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(10)

@@ -144,15 +144,18 @@ EXPECTED = {
 
 
 def run_example(script: str, backend: str, request, *, cwd: Path = EXAMPLES,
-                path: str | None = None) -> subprocess.CompletedProcess:
-    """Run one example in a fresh interpreter, with nothing of this process's Redis settings."""
+                path: str | None = None, site: dict | None = None, args=()) -> subprocess.CompletedProcess:
+    """Run one example in a fresh interpreter, with nothing of this process's Redis settings: in mock
+    mode, on the private redis-server, or (``site``: extra environment) as a client of a site."""
     env = {name: value for name, value in os.environ.items()
            if not name.startswith("EMPATHY_") and name not in ("REDIS_URL", "REDIS_CLUSTER", "PYTHONPATH")}
-    if backend == "mock":
+    if site is not None:
+        env.update(site)
+    elif backend == "mock":
         env["EMPATHY_REDIS_MOCK"] = "1"
     else:
         env["REDIS_URL"] = request.getfixturevalue("redis_url")
-    return subprocess.run([sys.executable, path or f"{script}.py"], cwd=cwd, env=env,
+    return subprocess.run([sys.executable, path or f"{script}.py", *args], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=60)
 
 

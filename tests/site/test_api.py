@@ -90,7 +90,7 @@ def test_register_add_claim_complete_and_results(api, site_memory, agents):
     assert extended.status_code == 200 and extended.json()["lease_expires_at"] > time.time() + 100
     done = api.post("/tasks/t-2/complete", {"result": {"issues": 2}, "lease_token": task["lease_token"]},
                     token=worker)
-    assert done.status_code == 200 and done.json() == {"task_id": "t-2", "status": "completed"}
+    assert done.status_code == 200 and done.json() == {"task_id": "t-2", "status": "completed", "agent_id": worker.agent_id}
     record = api.get("/tasks/t-2", token=agents["observer"]).json()
     assert (record["status"], record["result"]) == ("completed", {"issues": 2})
     assert [t["task_id"] for t in api.get("/tasks?status=completed", token=worker).json()] == ["t-2"]
@@ -226,8 +226,10 @@ def test_working_memory_with_ttl_and_reading_another_agents(api, site_memory, ma
 
 def test_the_body_cannot_say_who_the_caller_is(api, site_memory, make_token):
     mallory, victim = make_token("contributor", "mallory"), make_token("contributor", "victim")
-    api.post("/agents/register", {"capabilities": ["review"], "agent_id": "victim"}, token=mallory)
-    assert [a["agent_id"] for a in api.get("/agents", token=victim).json()] == ["mallory"]
+    # Acting for another agent (agent_id) is a steward's: anyone else is refused, not silently renamed.
+    refused = api.post("/agents/register", {"capabilities": ["review"], "agent_id": "victim"}, token=mallory)
+    assert_error(refused, 403, "forbidden")
+    assert api.get("/agents", token=victim).json() == []
 
     staged = api.post("/patterns/staged", {**pattern_body("p-m"), "agent_id": "victim"}, token=mallory)
     assert staged.status_code == 201 and staged.json()["agent_id"] == "mallory"
@@ -241,7 +243,8 @@ def test_the_body_cannot_say_who_the_caller_is(api, site_memory, make_token):
     assert [s["sender"] for s in api.get("/signals", token=victim).json()] == ["mallory"]
 
     api.post("/tasks", {"task_id": "job", "task_type": "review"}, token=victim)
-    claimed = api.post("/tasks/claim", {"task_type": "review", "agent_id": "victim"}, token=mallory).json()
+    assert_error(api.post("/tasks/claim", {"task_type": "review", "agent_id": "victim"}, token=mallory), 403, "forbidden")
+    claimed = api.post("/tasks/claim", {"task_type": "review"}, token=mallory).json()
     assert claimed["assigned_to"] == "mallory"
     assert api.get("/tasks/job", token=victim).json()["created_by"] == "victim"
 
@@ -255,7 +258,7 @@ def test_an_agent_cannot_complete_fail_or_extend_another_agents_task(api, site_m
     task = api.post("/tasks/claim", {"task_type": "review"}, token=holder).json()
     for action, body in (("complete", {"result": "mine now", "lease_token": task["lease_token"]}),
                          ("fail", {"reason": "sabotage"}), ("heartbeat", {})):
-        assert_error(api.post(f"/tasks/job/{action}", body, token=other), 409, "conflict")
+        assert_error(api.post(f"/tasks/job/{action}", body, token=other), 409, "lease")
     assert api.get("/tasks/job", token=other).json()["assigned_to"] == "holder"
     assert api.post("/tasks/job/complete", {"result": 1}, token=holder).status_code == 200
     assert api.get("/results", token=other).json()["by_agent"] == {"holder": 1}

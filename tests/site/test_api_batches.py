@@ -28,7 +28,7 @@ def test_it_claims_and_completes_a_batch(api, site_memory, agents):
     assert body["completed"] == 3
     assert [r["status"] for r in body["results"]] == ["completed"] * 3 + ["error"]
     assert body["results"][0]["credited"] == worker.agent_id
-    assert body["results"][3]["error"] == "conflict" and "not claimed" in body["results"][3]["detail"]
+    assert body["results"][3]["error"] == "lease" and "not claimed" in body["results"][3]["detail"]
     again = api.post("/tasks/complete-batch", {"completions": completions[:1]}, token=worker).json()
     assert again["completed"] == 0 and "already completed" in again["results"][0]["detail"]
     assert api.get("/results", token=worker).json()["total_completed"] == 3
@@ -41,7 +41,7 @@ def test_it_refuses_another_agents_completion_per_task(api, site_memory, agents,
     _add(api, worker, 1)
     [task] = api.post("/tasks/claim-batch", {"task_type": "review", "n": 1}, token=worker).json()
     body = api.post("/tasks/complete-batch", {"completions": [{"task_id": task["task_id"]}]}, token=other).json()
-    assert body["completed"] == 0 and body["results"][0]["error"] == "conflict"
+    assert body["completed"] == 0 and body["results"][0]["error"] == "lease"
     assert "held by" in body["results"][0]["detail"]
 
 

@@ -84,6 +84,12 @@ def staged_pattern(memory, agent_id):
     return {"pattern": f"pattern-{n}"}
 
 
+def conflict(memory, agent_id):
+    n = next(_ids)
+    memory.create_conflict_context(as_contributor("author"), f"conflict-{n}", {"a": "yes", "b": "no"})
+    return {"conflict": f"conflict-{n}"}
+
+
 def state_of_caller(memory, agent_id):
     memory.persist_state(as_contributor(agent_id), "state-session", {"step": 1})
     return {}
@@ -114,6 +120,7 @@ ROWS = [
     Row("GET", "/openapi.json", None, 200),
     Row("GET", "/docs", None, 200),
     Row("GET", "/stats", "observer", 200),
+    Row("GET", "/me", "observer", 200),
     # working memory
     Row("PUT", "/memory/note-{n}", "contributor", 200, {"value": {"a": 1}, "ttl": 60}, unique),
     Row("GET", "/memory/shared-note?agent_id=writer", "observer", 200, None, stashed_by_other),
@@ -136,6 +143,7 @@ ROWS = [
     Row("POST", "/tasks/{task}/heartbeat", "contributor", 200, {"lease_seconds": 30}, task_held_by_caller),
     Row("GET", "/tasks?status=pending", "observer", 200),
     Row("GET", "/tasks/{task}", "observer", 200, None, pending_task),
+    Row("GET", "/tasks/{task}/history", "observer", 200, None, pending_task),
     Row("GET", "/results", "observer", 200),
     # signals
     Row("POST", "/signals", "contributor", 201, {"signal_type": "ping", "data": {"x": 1}}),
@@ -146,6 +154,8 @@ ROWS = [
     Row("PUT", "/sessions/{session}/context/finding", "contributor", 200, {"value": [1, 2]}, session),
     Row("GET", "/sessions/{session}/context/shared", "observer", 200, None, session),
     Row("GET", "/sessions/{session}", "observer", 200, None, session),
+    Row("POST", "/sessions/{session}/leave", "contributor", 200, None, session),
+    Row("GET", "/sessions/{session}/context", "observer", 200, None, session),
     # patterns
     Row("POST", "/patterns/staged", "contributor", 201,
         {"pattern_id": "staged-{n}", "pattern_type": "security", "name": "A pattern", "confidence": 0.8}, unique),
@@ -153,6 +163,9 @@ ROWS = [
     Row("POST", "/patterns/staged/{pattern}/promote", "validator", 200, {"note": "good"}, staged_pattern),
     Row("POST", "/patterns/staged/{pattern}/reject", "validator", 200, {"reason": "duplicate"}, staged_pattern),
     Row("GET", "/patterns/library?q=x&type=security", "observer", 200),
+    # conflicts
+    Row("POST", "/conflicts", "contributor", 201, {"conflict_id": "c-{n}", "positions": {"a": "yes", "b": "no"}}, unique),
+    Row("POST", "/conflicts/{conflict}/resolve", "validator", 200, {"resolution": {"pick": "a"}}, conflict),
     # collaboration state
     Row("PUT", "/state/state-{n}", "contributor", 200, {"state": {"step": 2}}, unique),
     Row("GET", "/state/state-session", "observer", 200, None, state_of_caller),

@@ -10,7 +10,7 @@ from empathy_os.defaults import Config
 ROOT = Path(__file__).resolve().parents[2]
 DOC = (ROOT / "docs" / "deployment.md").read_text()
 #: Where the site and the library read the environment.
-SOURCES = [ROOT / "empathy_site" / "settings.py", *sorted((ROOT / "empathy_os").glob("*.py")),
+SOURCES = [ROOT / "empathy_site" / "settings.py", *sorted((ROOT / "empathy_os").rglob("*.py")),
            *sorted((ROOT / "coordination").rglob("*.py"))]
 #: Variables set for child processes or tests only, never read as settings.
 NOT_SETTINGS = {"DJANGO_ALLOW_ASYNC_UNSAFE", "PYTHONUNBUFFERED"}
