@@ -1,15 +1,14 @@
 """The agent HTTP API, ``/api/v1``: a thin layer over ``empathy_os``.
 
 Who calls is decided by the bearer token (agent id, team, tier), never by the body. Every error is
-JSON ``{"error": code, "detail": text}``. Library calls run in worker threads (redis-py is
-blocking); signal long-polls run in their own pool so they cannot starve the rest.
+JSON ``{"error": code, "detail": text}``. Handlers await the library's asyncio twin (``memory.aio``,
+``empathy_os.aio``): the same scripts on redis.asyncio, with no thread between a request and Redis;
+a signal long-poll is a blocking XREAD on a connection of the event loop. Only the pattern library's
+database work (promote, reject, search, rediscoveries) and the team-wide stats run in threads.
 """
 
 from __future__ import annotations
 
-import asyncio
-from concurrent.futures import ThreadPoolExecutor
-from functools import partial
 from typing import Optional, Union
 
 from asgiref.sync import sync_to_async
@@ -22,18 +21,15 @@ from ninja.security import HttpBearer
 
 from empathy_os import (
     AccessDeniedError,
-    AgentCoordinator,
     AgentTask,
     ConflictError,
     InvalidInputError,
     MemoryUnavailableError,
     NotFoundError,
     StagedPattern,
-    TeamSession,
     ValueTooLargeError,
-    check_redis_connection,
-    get_session_info,
 )
+from empathy_os.aio import AsyncAgentCoordinator, AsyncTeamSession, get_session_info
 from empathy_os.exceptions import StagingFullError
 from patterns import library
 
@@ -41,14 +37,12 @@ from . import schemas as s
 from .memory import get_memory
 from .tokens import TooManyFailures, authenticate
 
-_long_polls = ThreadPoolExecutor(max_workers=getattr(settings, "EMPATHY_LONG_POLL_THREADS", 64),
-                                 thread_name_prefix="long-poll")
 MAX_WAIT = 30.0
 
 
-def in_thread(fn, *args, **kwargs):
-    """Run a blocking library call off the event loop."""
-    return sync_to_async(partial(fn, *args, **kwargs), thread_sensitive=False)()
+def amemory():
+    """The asyncio twin of the site's memory."""
+    return get_memory().aio
 
 
 class AgentToken(HttpBearer):
@@ -78,6 +72,11 @@ LIBRARY_ERRORS = [
     (StagingFullError, 409, "staging_full"),
     (ConflictError, 409, "conflict"),
 ]
+def error_code(exc: Exception) -> str:
+    """The API's error code for a library exception (as its HTTP error body would say)."""
+    return next((code for cls, _, code in LIBRARY_ERRORS if isinstance(exc, cls)), "error")
+
+
 for _exc, _status, _code in LIBRARY_ERRORS:
     api.add_exception_handler(_exc, lambda request, exc, status=_status, code=_code: error(request, status, code, str(exc)))
 
@@ -126,9 +125,9 @@ def _not_found(request, exc):
     return error(request, 404, "not_found", str(exc) or "not found")
 
 
-def coordinator(request) -> AgentCoordinator:
+def coordinator(request) -> AsyncAgentCoordinator:
     creds = request.auth
-    return AgentCoordinator(get_memory(), creds.team_id, creds)
+    return AsyncAgentCoordinator(amemory(), creds.team_id, creds)
 
 
 def task_out(task: AgentTask) -> dict:
@@ -141,8 +140,8 @@ def task_out(task: AgentTask) -> dict:
 @api.get("/health", auth=None, response={200: dict, 503: s.Error}, tags=["health"])
 async def health(request):
     """Memory mode and whether Redis answers. No token needed."""
-    memory = get_memory()
-    reachable = await in_thread(check_redis_connection, memory)
+    memory = amemory()
+    reachable = await memory.check_connection()
     if memory.mode != "mock" and not reachable:
         return error(request, 503, "memory_unavailable", "Redis does not answer", Retry_After="1")
     return {"status": "ok", "memory_mode": memory.mode, "redis_reachable": reachable}
@@ -150,7 +149,7 @@ async def health(request):
 
 @api.get("/stats", response={200: dict, **ERRORS}, tags=["health"])
 async def stats(request):
-    return await in_thread(get_memory().get_stats)
+    return await amemory().get_stats()
 
 
 # -- working memory -------------------------------------------------------------------------------
@@ -159,7 +158,7 @@ async def stats(request):
 @api.put("/memory/{key}", response={200: s.MemoryOut, **ERRORS}, tags=["memory"])
 async def put_memory(request, key: str, body: s.MemoryIn):
     """Stash a JSON value under the caller's own ``key``."""
-    await in_thread(get_memory().stash, request.auth, key, body.value, body.ttl)
+    await amemory().stash(request.auth, key, body.value, body.ttl)
     return {"key": key, "agent_id": request.auth.agent_id, "value": body.value}
 
 
@@ -167,7 +166,7 @@ async def put_memory(request, key: str, body: s.MemoryIn):
 async def get_memory_value(request, key: str, agent_id: Optional[str] = None):
     """The caller's value for ``key``, or another agent's with ``?agent_id=``."""
     owner = agent_id or request.auth.agent_id
-    value = await in_thread(get_memory().retrieve, request.auth, key, owner)
+    value = await amemory().retrieve(request.auth, key, owner)
     if value is None:
         raise NotFoundError(f"agent {owner} has no value under {key}")
     return {"key": key, "agent_id": owner, "value": value}
@@ -175,7 +174,7 @@ async def get_memory_value(request, key: str, agent_id: Optional[str] = None):
 
 @api.delete("/memory/{key}", response={204: None, **ERRORS}, tags=["memory"])
 async def delete_memory(request, key: str):
-    if not await in_thread(get_memory().forget, request.auth, key):
+    if not await amemory().forget(request.auth, key):
         raise NotFoundError(f"you have no value under {key}")
     return Status(204, None)
 
@@ -187,7 +186,7 @@ async def delete_memory(request, key: str):
 async def register(request, body: s.RegisterIn):
     """Register the caller with the task types it can do: once per agent process, at start. Leases
     still held under the caller's id (a previous process) go back to the queue (``released``)."""
-    released = await in_thread(coordinator(request).register_agent, request.auth.agent_id, body.capabilities)
+    released = await coordinator(request).register_agent(request.auth.agent_id, body.capabilities)
     return {"agent_id": request.auth.agent_id, "team_id": request.auth.team_id, "capabilities": body.capabilities,
             "released": released}
 
@@ -196,13 +195,13 @@ async def register(request, body: s.RegisterIn):
 async def heartbeat(request, body: Optional[s.HeartbeatIn] = None):
     """Mark the caller alive and renew every lease it holds."""
     lease = body.lease_seconds if body else None
-    renewed = await in_thread(coordinator(request).heartbeat, request.auth.agent_id, lease)
+    renewed = await coordinator(request).heartbeat(request.auth.agent_id, lease)
     return {"agent_id": request.auth.agent_id, "leases_renewed": renewed}
 
 
 @api.get("/agents", response={200: list[dict], **ERRORS}, tags=["agents"])
 async def agents(request):
-    return await in_thread(coordinator(request).get_agents)
+    return await coordinator(request).get_agents()
 
 
 # -- tasks ----------------------------------------------------------------------------------------
@@ -215,7 +214,7 @@ async def add_tasks(request, body: Union[s.TaskIn, list[s.TaskIn]]):
     if not items or len(items) > 1000:
         raise InvalidInputError("send 1 to 1000 tasks")
     tasks = [AgentTask(**item.dict()) for item in items]
-    flags = await in_thread(coordinator(request).add_tasks, tasks)
+    flags = await coordinator(request).add_tasks(tasks)
     if not isinstance(body, list) and not flags[0]:
         raise ConflictError(f"task {tasks[0].task_id} already exists")
     return Status(201, {"added": [t.task_id for t, f in zip(tasks, flags) if f],
@@ -226,25 +225,49 @@ async def add_tasks(request, body: Union[s.TaskIn, list[s.TaskIn]]):
 async def claim(request, body: Optional[s.ClaimIn] = None):
     """Claim the best pending task (of ``task_type``, or of the caller's capabilities). 204 if none."""
     body = body or s.ClaimIn()
-    task = await in_thread(coordinator(request).claim_task, request.auth.agent_id, body.task_type,
-                           lease_seconds=body.lease_seconds)
+    task = await coordinator(request).claim_task(request.auth.agent_id, body.task_type,
+                                                 lease_seconds=body.lease_seconds)
     if task is None:
         return Status(204, None)
     return task_out(task)
 
 
+@api.post("/tasks/claim-batch", response={200: list[s.TaskOut], **ERRORS}, tags=["tasks"])
+async def claim_batch(request, body: s.ClaimBatchIn):
+    """Claim up to ``n`` of the best pending tasks in one round trip, each with its own lease (as ``n``
+    claims in a row would). An empty list if none is pending."""
+    tasks = await coordinator(request).claim_tasks(request.auth.agent_id, body.n, body.task_type,
+                                                   lease_seconds=body.lease_seconds)
+    return [task_out(t) for t in tasks]
+
+
+@api.post("/tasks/complete-batch", response={200: s.CompleteBatchOut, **ERRORS}, tags=["tasks"])
+async def complete_batch(request, body: s.CompleteBatchIn):
+    """Complete several tasks the caller holds in one round trip. Each is checked on its own (holder,
+    lease, exactly once): its result says ``completed`` or the error a single completion would get."""
+    items = [(c.task_id, c.result, c.lease_token) for c in body.completions]
+    replies = await coordinator(request).complete_tasks(items, request.auth.agent_id)
+    results = []
+    for (task_id, _, _), reply in zip(items, replies):
+        if isinstance(reply, Exception):
+            results.append({"task_id": task_id, "status": "error", "error": error_code(reply), "detail": str(reply)})
+        else:
+            results.append({"task_id": task_id, "status": "completed", "credited": reply})
+    return {"completed": sum(r["status"] == "completed" for r in results), "results": results}
+
+
 @api.post("/tasks/{task_id}/complete", response={200: dict, **ERRORS}, tags=["tasks"])
 async def complete(request, task_id: str, body: s.CompleteIn):
     """Complete a task the caller holds (409 if it does not, or its lease expired)."""
-    await in_thread(coordinator(request).complete_task, task_id, body.result, request.auth.agent_id,
-                    lease_token=body.lease_token)
+    await coordinator(request).complete_task(task_id, body.result, request.auth.agent_id,
+                                             lease_token=body.lease_token)
     return {"task_id": task_id, "status": "completed"}
 
 
 @api.post("/tasks/{task_id}/fail", response={200: dict, **ERRORS}, tags=["tasks"])
 async def fail(request, task_id: str, body: s.FailIn):
-    status = await in_thread(coordinator(request).fail_task, task_id, body.reason, request.auth.agent_id,
-                             retry=body.retry, lease_token=body.lease_token)
+    status = await coordinator(request).fail_task(task_id, body.reason, request.auth.agent_id,
+                                                  retry=body.retry, lease_token=body.lease_token)
     return {"task_id": task_id, "status": status}
 
 
@@ -252,20 +275,20 @@ async def fail(request, task_id: str, body: s.FailIn):
 async def extend(request, task_id: str, body: Optional[s.LeaseIn] = None):
     """Extend the lease on a task the caller holds."""
     body = body or s.LeaseIn()
-    expires = await in_thread(coordinator(request).extend_lease, task_id, request.auth.agent_id,
-                              lease_seconds=body.lease_seconds, lease_token=body.lease_token)
+    expires = await coordinator(request).extend_lease(task_id, request.auth.agent_id,
+                                                      lease_seconds=body.lease_seconds, lease_token=body.lease_token)
     return {"task_id": task_id, "lease_expires_at": expires}
 
 
 @api.get("/tasks", response={200: list[s.TaskOut], **ERRORS}, tags=["tasks"])
 async def list_tasks(request, status: str = "pending", limit: int = 100):
-    tasks = await in_thread(coordinator(request).list_tasks, status, limit)
+    tasks = await coordinator(request).list_tasks(status, limit)
     return [task_out(t) for t in tasks]
 
 
 @api.get("/tasks/{task_id}", response={200: s.TaskOut, **ERRORS}, tags=["tasks"])
 async def get_task(request, task_id: str):
-    task = await in_thread(coordinator(request).get_task, task_id)
+    task = await coordinator(request).get_task(task_id)
     if task is None:
         raise NotFoundError(f"no task {task_id} in team {request.auth.team_id}")
     return task_out(task)
@@ -274,7 +297,7 @@ async def get_task(request, task_id: str):
 @api.get("/results", response={200: dict, **ERRORS}, tags=["tasks"])
 async def results(request):
     """Exact totals: ``total_completed``, ``by_agent``, ``by_type``, failures."""
-    return await in_thread(coordinator(request).aggregate_results)
+    return await coordinator(request).aggregate_results()
 
 
 # -- signals --------------------------------------------------------------------------------------
@@ -283,29 +306,25 @@ async def results(request):
 @api.post("/signals", response={201: dict, **ERRORS}, tags=["signals"])
 async def send(request, body: s.SignalIn):
     """Send to ``target_agent``, or broadcast to the team when it is null."""
-    signal_id = await in_thread(get_memory().send_signal, request.auth, body.signal_type, body.data, body.target_agent)
+    signal_id = await amemory().send_signal(request.auth, body.signal_type, body.data, body.target_agent)
     return Status(201, {"id": signal_id})
 
 
 @api.get("/signals", response={200: list[s.SignalOut], **ERRORS}, tags=["signals"])
 async def receive(request, type: Optional[str] = None, wait: float = Query(0, ge=0, le=MAX_WAIT)):
     """Signals not received yet (targeted and broadcast), oldest first; ``wait`` seconds long-polls."""
-    memory = get_memory()
-    if not wait:
-        return await in_thread(memory.receive_signals, request.auth, type)
-    loop = asyncio.get_running_loop()
-    return await loop.run_in_executor(_long_polls, partial(memory.receive_signals, request.auth, type, wait=wait))
+    return await amemory().receive_signals(request.auth, type, wait=wait or None)
 
 
 # -- sessions -------------------------------------------------------------------------------------
 
 
-def _session(request, session_id: str, purpose: str = "") -> TeamSession:
-    return TeamSession(get_memory(), session_id, purpose, team_id=request.auth.team_id, credentials=request.auth)
+def _session(request, session_id: str, purpose: str = "") -> AsyncTeamSession:
+    return AsyncTeamSession(amemory(), session_id, purpose, team_id=request.auth.team_id, credentials=request.auth)
 
 
 async def _session_info(request, session_id: str) -> dict:
-    info = await in_thread(get_session_info, get_memory(), request.auth.team_id, session_id)
+    info = await get_session_info(amemory(), request.auth.team_id, session_id)
     if not info:
         raise NotFoundError(f"no session {session_id} in team {request.auth.team_id}")
     return info
@@ -315,21 +334,21 @@ async def _session_info(request, session_id: str) -> dict:
 async def open_session(request, body: s.SessionIn):
     """Create a session (201), or open the existing one with that id (200)."""
     request.auth.require(request.auth.tier.CONTRIBUTOR, "open a session")
-    session = await in_thread(_session, request, body.session_id, body.purpose)
-    return Status(201 if session.created else 200, await _session_info(request, body.session_id))
+    created = await _session(request, body.session_id, body.purpose).open()
+    return Status(201 if created else 200, await _session_info(request, body.session_id))
 
 
 @api.post("/sessions/{session_id}/join", response={200: s.SessionOut, **ERRORS}, tags=["sessions"])
 async def join(request, session_id: str):
     await _session_info(request, session_id)
-    await in_thread(lambda: _session(request, session_id).add_agent(request.auth.agent_id))
+    await _session(request, session_id).add_agent(request.auth.agent_id)
     return await _session_info(request, session_id)
 
 
 @api.put("/sessions/{session_id}/context/{key}", response={200: s.ContextOut, **ERRORS}, tags=["sessions"])
 async def share(request, session_id: str, key: str, body: s.ValueIn):
     await _session_info(request, session_id)
-    await in_thread(lambda: _session(request, session_id).share(key, body.value))
+    await _session(request, session_id).share(key, body.value)
     return {"key": key, "value": body.value}
 
 
@@ -337,7 +356,7 @@ async def share(request, session_id: str, key: str, body: s.ValueIn):
 async def shared(request, session_id: str, key: str):
     await _session_info(request, session_id)
     missing = object()
-    value = await in_thread(lambda: _session(request, session_id).get(key, missing))
+    value = await _session(request, session_id).get(key, missing)
     if value is missing:
         raise NotFoundError(f"session {session_id} has no context {key}")
     return {"key": key, "value": value}
@@ -356,14 +375,14 @@ async def stage(request, body: s.PatternIn):
     """Stage a pattern for validation, as the caller (201 new, 200 updated; 409 ``staging_full`` when the
     team has ``staged_pattern_limit`` patterns staged)."""
     pattern = StagedPattern(agent_id=request.auth.agent_id, **body.dict())
-    created = await in_thread(get_memory().stage_pattern, request.auth, pattern)
+    created = await amemory().stage_pattern(request.auth, pattern)
     return Status(201 if created else 200, pattern.to_dict())
 
 
 @api.get("/patterns/staged", response={200: list[s.StagedOut], **ERRORS}, tags=["patterns"])
 async def staged(request):
     """Patterns awaiting validation, oldest first; ``rediscovery_of`` names a library pattern with the same content."""
-    patterns = await in_thread(get_memory().get_staged_patterns, request.auth)
+    patterns = await amemory().get_staged_patterns(request.auth)
     again = await sync_to_async(library.rediscoveries)(request.auth.team_id, patterns)
     return [{**p.to_dict(), "rediscovery_of": again.get(p.pattern_id)} for p in patterns]
 
@@ -391,13 +410,13 @@ async def search_library(request, q: str = Query("", max_length=200), type: str 
 
 @api.put("/state/{session_id}", response={200: s.StateOut, **ERRORS}, tags=["state"])
 async def put_state(request, session_id: str, body: s.StateIn):
-    await in_thread(get_memory().persist_state, request.auth, session_id, body.state)
+    await amemory().persist_state(request.auth, session_id, body.state)
     return {"session_id": session_id, "state": body.state}
 
 
 @api.get("/state/{session_id}", response={200: s.StateOut, **ERRORS}, tags=["state"])
 async def get_state(request, session_id: str):
-    state = await in_thread(get_memory().restore_state, request.auth, session_id)
+    state = await amemory().restore_state(request.auth, session_id)
     if state is None:
         raise NotFoundError(f"no collaboration state of {request.auth.agent_id} for session {session_id}")
     return {"session_id": session_id, "state": state}

@@ -79,6 +79,31 @@ class CompleteIn(Schema):
     lease_token: Optional[str] = None
 
 
+class ClaimBatchIn(ClaimIn):
+    n: int = Field(10, ge=1, le=1000, description="claim up to this many tasks (one round trip)")
+
+
+class CompletionIn(CompleteIn):
+    task_id: Id
+
+
+class CompleteBatchIn(Schema):
+    completions: list[CompletionIn] = Field(..., min_length=1, max_length=1000)
+
+
+class CompletionOut(Schema):
+    task_id: str
+    status: str = Field(description="'completed', or 'error' (then error and detail say why)")
+    credited: Optional[str] = None
+    error: Optional[str] = None
+    detail: Optional[str] = None
+
+
+class CompleteBatchOut(Schema):
+    completed: int
+    results: list[CompletionOut]
+
+
 class FailIn(Schema):
     reason: str
     retry: bool = False

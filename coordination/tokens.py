@@ -12,11 +12,19 @@ from __future__ import annotations
 from asgiref.sync import sync_to_async
 from django.utils import timezone
 
-from empathy_os import AccessTier, AgentCredentials
+import logging
+
+from empathy_os import AccessTier, AgentCredentials, MemoryUnavailableError
 from empathy_os.ratelimit import FailureLimiter, auth_failure_limiter
 
 from .memory import get_memory
 from .models import TOKEN_PREFIX, AgentToken, hash_token
+
+log = logging.getLogger("coordination.tokens")
+
+#: A verified token's credentials are cached in Redis this long, so a request needs no database query
+#: (and no thread to run it in). Revocation through :func:`revoke_tokens` takes effect at once.
+TOKEN_CACHE_SECONDS = 60
 
 
 class TooManyFailures(Exception):
@@ -38,7 +46,14 @@ def revoke_tokens(agent_id: str, team_id: str | None = None) -> int:
     live = AgentToken.objects.filter(agent_id=agent_id, revoked_at=None)
     if team_id:
         live = live.filter(team_id=team_id)
-    return live.update(revoked_at=timezone.now())
+    hashes = list(live.values_list("token_hash", flat=True))
+    count = live.update(revoked_at=timezone.now())
+    try:
+        get_memory().revoke_cached_credentials(hashes, TOKEN_CACHE_SECONDS)
+    except MemoryUnavailableError as exc:  # the database says revoked; a cached copy lasts its TTL at most
+        log.warning("revoked %d token(s) of %s, but Redis did not answer (%s): the API may accept them for up "
+                    "to %d s more", count, agent_id, exc, TOKEN_CACHE_SECONDS)
+    return count
 
 
 def token_limiter(memory) -> FailureLimiter:
@@ -66,7 +81,21 @@ async def credentials_for(token: str) -> AgentCredentials | None:
     """The credentials a live token stands for, or None."""
     if not token.startswith(TOKEN_PREFIX) or len(token) > 100:
         return None
-    row = await AgentToken.objects.filter(token_hash=hash_token(token), revoked_at=None).afirst()
+    digest = hash_token(token)
+    memory = get_memory().aio
+    try:
+        cached = await memory.cached_credentials(digest)
+    except MemoryUnavailableError:
+        cached = memory = None  # the database alone decides while Redis is away
+    if cached is not None:
+        return cached
+    row = await AgentToken.objects.filter(token_hash=digest, revoked_at=None).afirst()
     if row is None:
         return None
-    return AgentCredentials(row.agent_id, row.access_tier, row.team_id)
+    credentials = AgentCredentials(row.agent_id, row.access_tier, row.team_id)
+    if memory is not None:
+        try:
+            await memory.cache_credentials(digest, credentials, TOKEN_CACHE_SECONDS)
+        except MemoryUnavailableError:
+            pass
+    return credentials

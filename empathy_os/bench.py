@@ -48,6 +48,8 @@ TABLE_ORDER = ("add_task", "claim_task", "complete_task", "send_signal", "receiv
 DEFAULT_RATIO_TARGET = 1.3
 RATIO_TARGET = {"receive_signals": 1.5}
 MOCK_TARGET_US = 1000.0
+#: Tasks per call in the batch rows.
+BATCH_SIZE = 100
 VALUE = {"step": 3, "notes": "benchmark value", "scores": [0.25, 0.5, 0.75], "done": False}
 
 
@@ -92,9 +94,10 @@ def run_bench(memory: RedisShortTermMemory, samples: int = DEFAULT_SAMPLES, *, w
     if samples < 1:
         raise ValueError("samples must be at least 1")
     warmup = default_warmup(samples) if warmup is None else warmup
-    if memory.config.staged_pattern_limit <= samples + warmup:  # one new pattern per round, none decided
+    rounds = warmup + samples + (samples // 3 + 1 if server_time_measurable(memory) else 0)
+    if memory.config.staged_pattern_limit <= rounds:  # one new pattern per round, none decided
         memory = RedisShortTermMemory(client=memory.client, config=replace(
-            memory.config, staged_pattern_limit=samples + warmup + 1))
+            memory.config, staged_pattern_limit=rounds + 1))
     team_id = f"bench-{uuid.uuid4().hex[:12]}"
     client = memory.client
     set_key, get_key = memory.team(team_id).scratch("baseline-set"), memory.team(team_id).scratch("baseline-get")
@@ -104,6 +107,7 @@ def run_bench(memory: RedisShortTermMemory, samples: int = DEFAULT_SAMPLES, *, w
     worker = "bench-worker"
     names = BASELINES + OPS
     times = {name: [] for name in names}
+    server = {name: [] for name in names}
     payload = json.dumps(VALUE)
     try:
         client.set(get_key, payload)
@@ -124,9 +128,16 @@ def run_bench(memory: RedisShortTermMemory, samples: int = DEFAULT_SAMPLES, *, w
             ("receive_signals", lambda: reader.receive_signals("bench.ping")),
             ("stage_pattern", lambda: sender.stage_pattern(cur["pattern"])),
         )
-        for i in range(-warmup, samples):
-            record = i >= 0
+        server_rounds = server_time_measurable(memory)
+        i, recorded = -warmup, 0
+        while recorded < samples:
+            # Every 4th round after warm-up reads INFO commandstats around each step (server time);
+            # the other rounds time the steps. Both kinds interleave through the whole run.
+            server_round = server_rounds and i >= 0 and i % 4 == 3
+            record = i >= 0 and not server_round
+            recorded += record
             tag = i + warmup
+            i += 1
             cur["round"] = tag
             cur["task"] = AgentTask(task_id=f"t{tag}", task_type="bench", description="benchmark task",
                                     context={"round": tag})
@@ -135,9 +146,14 @@ def run_bench(memory: RedisShortTermMemory, samples: int = DEFAULT_SAMPLES, *, w
                                            confidence=0.8, context={"round": tag})
             elapsed = {}
             for name, call in steps:
-                t0 = perf_counter_ns()
-                result = call()
-                elapsed[name] = perf_counter_ns() - t0
+                if server_round:
+                    s0 = server_usec(client)
+                    result = call()
+                    server[name].append(server_usec(client) - s0)
+                else:
+                    t0 = perf_counter_ns()
+                    result = call()
+                    elapsed[name] = perf_counter_ns() - t0
                 if name == "claim_task":
                     cur["claimed"] = result
                     if result is None or result.task_id != cur["task"].task_id:
@@ -147,6 +163,7 @@ def run_bench(memory: RedisShortTermMemory, samples: int = DEFAULT_SAMPLES, *, w
             if record:
                 for name in names:
                     times[name].append(elapsed[name])
+        batches = bench_batches(coordinator, worker, batch_rounds(samples))
     finally:
         cleanup(memory, team_id)
     baseline = {name: _percentiles(times[name]) for name in BASELINES}
@@ -154,7 +171,73 @@ def run_bench(memory: RedisShortTermMemory, samples: int = DEFAULT_SAMPLES, *, w
     ratios = {op: {"baseline": REFERENCE[op],
                    "p50_ratio": round(ops[op]["p50_us"] / max(baseline[REFERENCE[op]]["p50_us"], 0.1), 2)}
               for op in OPS}
-    return {"mode": memory.mode, "samples": samples, "baseline": baseline, "ops": ops, "ratios": ratios}
+    report = {"mode": memory.mode, "samples": samples, "baseline": baseline, "ops": ops, "ratios": ratios}
+    one_by_one = sum(ops[op]["p50_us"] for op in ("add_task", "claim_task", "complete_task"))
+    batches["one_by_one"] = {"p50_us": round(one_by_one, 1), "tasks_per_s": round(1e6 / max(one_by_one, 0.1))}
+    report["batches"] = batches
+    if server["evalsha"]:
+        report["server"] = {name: _server_figures(server[name]) for name in names}
+        report["breakdown"] = breakdown(report)
+    return report
+
+
+def batch_rounds(samples: int) -> int:
+    return max(3, min(20, samples // 100))
+
+
+def bench_batches(coordinator: AgentCoordinator, worker: str, rounds: int, size: int = BATCH_SIZE) -> dict:
+    """p50 of ``add_tasks``, ``claim_tasks`` and ``complete_tasks`` of ``size`` tasks (one client),
+    and the tasks per second each gives."""
+    times = {"add_tasks": [], "claim_tasks": [], "complete_tasks": []}
+    for r in range(rounds):
+        tasks = [AgentTask(task_id=f"b{r}-{j}", task_type="bench-batch", context={"j": j}) for j in range(size)]
+        t0 = perf_counter_ns()
+        coordinator.add_tasks(tasks)
+        t1 = perf_counter_ns()
+        claimed = coordinator.claim_tasks(worker, size, "bench-batch")
+        t2 = perf_counter_ns()
+        replies = coordinator.complete_tasks([(t.task_id, {"ok": True}, t.lease_token) for t in claimed], worker)
+        t3 = perf_counter_ns()
+        if len(claimed) != size or replies != [worker] * size:
+            raise RuntimeError(f"bench: batch round {r} claimed {len(claimed)} and completed "
+                               f"{replies.count(worker)} of {size} tasks")
+        for name, ns in zip(times, (t1 - t0, t2 - t1, t3 - t2)):
+            times[name].append(ns)
+    out = {"size": size, "rounds": rounds}
+    for name, samples in times.items():
+        p50 = nearest_rank(samples, 50) / 1000
+        out[name] = {"p50_us": round(p50, 1), "tasks_per_s": round(size * 1e6 / p50)}
+    return out
+
+
+def server_time_measurable(memory) -> bool:
+    """INFO commandstats deltas are one server's: a real, single Redis (not the mock, not a cluster)."""
+    return memory.mode == "redis"
+
+
+def server_usec(client) -> int:
+    """Microseconds the server has spent running commands so far (INFO commandstats, INFO itself excluded)."""
+    stats = client.info("commandstats")
+    return sum(v["usec"] for k, v in stats.items() if k != "cmdstat_info")
+
+
+def _server_figures(deltas: list[int]) -> dict:
+    return {"p50_us": float(nearest_rank(deltas, 50)), "mean_us": round(sum(deltas) / len(deltas), 2),
+            "samples": len(deltas)}
+
+
+def breakdown(report: dict) -> dict:
+    """Each op's p50 split as ``round trip + server + client``: the round trip is its baseline's p50
+    less the baseline's own server time; server is the op's p50 time inside Redis; client is the rest
+    (Python in empathy_os and redis-py: building arguments, parsing the reply)."""
+    out = {}
+    for op in OPS:
+        ref = REFERENCE[op]
+        trip = report["baseline"][ref]["p50_us"] - report["server"][ref]["p50_us"]
+        srv = report["server"][op]["p50_us"]
+        out[op] = {"round_trip_us": round(trip, 1), "server_us": round(srv, 1),
+                   "client_us": round(report["ops"][op]["p50_us"] - trip - srv, 1)}
+    return out
 
 
 def target(report: dict, op: str) -> str:
@@ -181,12 +264,43 @@ def format_table(report: dict, where: str = "", warmup: int | None = None) -> st
         r = report["ratios"][op]
         lines.append(f"{op:<18}{CHAPTER[op]:<18}{ops[op]['p50_us']:>9.1f}{ops[op]['p99_us']:>9.1f}"
                      f"{r['p50_ratio']:>7.2f}x  {r['baseline'].upper():<9}{target(report, op)}")
+    if "breakdown" in report:
+        lines += format_breakdown(report)
     trip = ops["send_signal"]["p50_us"] + ops["receive_signals"]["p50_us"]
     lines.append(f"{'send + receive':<18}{'signal round trip':<18}{trip:>9.1f}{'-':>9}"
                  f"{trip / max(2 * b['evalsha']['p50_us'], 0.1):>7.2f}x  2xEVALSHA (sum of the two p50s)")
+    lines += format_batches(report["batches"])
     lines += ["", "ratio = operation p50 / p50 of its baseline, the raw round trip of the closest kind measured "
                   "in this run: EVALSHA for the operations that run a Lua script, GET for retrieve"]
     return "\n".join(lines)
+
+
+def format_batches(batches: dict) -> list[str]:
+    lines = ["", f"batches of {batches['size']} tasks, one client ({batches['rounds']} rounds)",
+             f"{'call':<36}{'p50 us':>10}{'tasks/s':>10}"]
+    for name in ("add_tasks", "claim_tasks", "complete_tasks"):
+        lines.append(f"{name + '(' + str(batches['size']) + ')':<36}{batches[name]['p50_us']:>10.1f}"
+                     f"{batches[name]['tasks_per_s']:>10,}")
+    lines.append(f"{'add + claim + complete, one by one':<36}{batches['one_by_one']['p50_us']:>10.1f}"
+                 f"{batches['one_by_one']['tasks_per_s']:>10,}")
+    return lines
+
+
+def format_breakdown(report: dict) -> list[str]:
+    """Where each op's p50 goes: round trip + server (INFO commandstats, same run) + client."""
+    srv = report["server"]
+    lines = ["", f"where the p50 goes (server: INFO commandstats deltas on {srv['evalsha']['samples']} "
+                 "interleaved rounds of this run; p50 us per op)",
+             f"{'operation':<18}{'p50 us':>9}{'= trip':>9}{'+ server':>10}{'+ client':>10}{'ratio':>8}"]
+    for name, label in (("evalsha", "EVALSHA return 1"), ("get", "GET")):
+        trip = report["baseline"][name]["p50_us"] - srv[name]["p50_us"]
+        lines.append(f"{label:<18}{report['baseline'][name]['p50_us']:>9.1f}{trip:>9.1f}"
+                     f"{srv[name]['p50_us']:>10.1f}{0:>10.1f}{1:>7.2f}x")
+    for op in TABLE_ORDER:
+        b = report["breakdown"][op]
+        lines.append(f"{op:<18}{report['ops'][op]['p50_us']:>9.1f}{b['round_trip_us']:>9.1f}{b['server_us']:>10.1f}"
+                     f"{b['client_us']:>10.1f}{report['ratios'][op]['p50_ratio']:>7.2f}x")
+    return lines
 
 
 def open_memory(args) -> RedisShortTermMemory:

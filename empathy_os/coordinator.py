@@ -7,10 +7,12 @@ import time
 from dataclasses import dataclass, field
 
 from .codec import decode_json, ms_to_seconds, positive_seconds
-from .defaults import DEFAULT_TEAM, MAX_PRIORITY, MIN_PRIORITY, REAP_BATCH
+from .defaults import DEFAULT_TEAM, MAX_BATCH, MAX_PRIORITY, MIN_PRIORITY, REAP_BATCH
 from .exceptions import InvalidInputError
 from .keys import validate_id
+from .ops import Pipe, Run, op, read
 from .patterns import _text
+from .scripts import error_from_reply
 from .tiers import AccessTier, AgentCredentials
 
 TASK_STATUSES = ("pending", "in_progress", "completed", "failed")
@@ -82,6 +84,21 @@ def _flat_to_dict(flat) -> dict:
     return dict(zip(flat[::2], flat[1::2]))
 
 
+def _batch_size(n, what: str) -> int:
+    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_BATCH:
+        raise InvalidInputError(f"{what} must be an integer from 1 to {MAX_BATCH}, got {n!r}")
+    return n
+
+
+def _completion(item) -> tuple:
+    """``(task_id, result, lease_token)`` from a tuple of two or three, or a claimed AgentTask."""
+    if isinstance(item, AgentTask):
+        return item.task_id, None, item.lease_token
+    if isinstance(item, (tuple, list)) and len(item) in (2, 3):
+        return (item[0], item[1], item[2] if len(item) == 3 else None)
+    raise InvalidInputError(f"a completion is (task_id, result) or (task_id, result, lease_token), got {item!r}")
+
+
 class AgentCoordinator:
     """Coordinates a team of agents: registry, task queue, results, team signals.
 
@@ -115,6 +132,7 @@ class AgentCoordinator:
 
     # -- agents ---------------------------------------------------------------------------------
 
+    @op
     def register_agent(self, agent_id: str, capabilities=None) -> int:
         """Register an agent and the task types it can do (what ``claim_task`` without a type uses).
 
@@ -130,22 +148,22 @@ class AgentCoordinator:
             validate_id(cap, "capability")
         k = self._keys
         record = json.dumps({"capabilities": capabilities})
-        return self.memory.run("register_agent", k, (k.agents, k.agents_seen), (*self._task_args(), agent_id, record))
+        return (yield Run("register_agent", k, (k.agents, k.agents_seen), (*self._task_args(), agent_id, record)))
 
+    @op
     def heartbeat(self, agent_id: str, lease_seconds: float | None = None) -> int:
         """Mark the agent alive and renew every lease it holds. Returns how many were renewed."""
         validate_id(agent_id, "agent id")
         self._credentials.require_self(agent_id, "heartbeat")
         k = self._keys
-        return self.memory.run("heartbeat", k, (k.agents_seen, k.agent_leases(agent_id), k.leased),
-                               (agent_id, self._lease_ms(lease_seconds)))
+        return (yield Run("heartbeat", k, (k.agents_seen, k.agent_leases(agent_id), k.leased),
+                          (agent_id, self._lease_ms(lease_seconds))))
 
+    @op
     def get_agents(self) -> list[dict]:
         """Every registered agent: ``agent_id``, ``capabilities``, ``last_seen`` (seconds), ``active``."""
         k = self._keys
-        pipe = self.memory.client.pipeline(transaction=False)
-        pipe.hgetall(k.agents).zrange(k.agents_seen, 0, -1, withscores=True)
-        records, seen = self.memory.read(pipe.execute)
+        records, seen = yield Pipe((("hgetall", (k.agents,), {}), ("zrange", (k.agents_seen, 0, -1), {"withscores": True})))
         seen = dict(seen)
         horizon = time.time() - self.memory.config.agent_active_seconds
         agents = []
@@ -156,16 +174,19 @@ class AgentCoordinator:
                            "active": last is not None and last >= horizon})
         return agents
 
+    @op
     def get_active_agents(self) -> list[str]:
         """Ids of registered agents seen within ``agent_active_seconds``, sorted."""
-        return [a["agent_id"] for a in self.get_agents() if a["active"]]
+        return [a["agent_id"] for a in (yield from AgentCoordinator.get_agents.op(self)) if a["active"]]
 
     # -- tasks ----------------------------------------------------------------------------------
 
+    @op
     def add_task(self, task: AgentTask) -> bool:
         """Queue a task. False (and nothing changed) if a task with this id already exists."""
-        return self.add_tasks([task])[0]
+        return (yield from AgentCoordinator.add_tasks.op(self, [task]))[0]
 
+    @op
     def add_tasks(self, tasks) -> list[bool]:
         """Queue several tasks in one round trip; one flag per task (False: the id existed)."""
         self._credentials.require(AccessTier.CONTRIBUTOR, "add a task")
@@ -185,9 +206,10 @@ class AgentCoordinator:
             args += [task.task_id, task.task_type, task.description, task.priority,
                      self.memory.encode(task.context, "task context"), task.max_attempts or default_attempts]
         k = self._keys
-        flags = self.memory.run("task_add", k, (), (*self._task_args(), *args))
+        flags = yield Run("task_add", k, (), (*self._task_args(), *args))
         return [bool(f) for f in flags]
 
+    @op
     def claim_task(self, agent_id: str, task_type: str | None = None, *,
                    lease_seconds: float | None = None) -> AgentTask | None:
         """Atomically claim the best pending task for ``agent_id``, or None if there is none.
@@ -201,9 +223,25 @@ class AgentCoordinator:
             validate_id(task_type, "task_type")
         self._credentials.require_self(agent_id, "claim a task")
         k = self._keys
-        flat = self.memory.run("task_claim", k, (k.agents, k.agents_seen),
-                               (*self._task_args(), agent_id, self._lease_ms(lease_seconds), task_type or ""))
+        flat = yield Run("task_claim", k, (k.agents, k.agents_seen),
+                         (*self._task_args(), agent_id, self._lease_ms(lease_seconds), task_type or "", ""))
         return AgentTask.from_hash(_flat_to_dict(flat)) if flat else None
+
+    @op
+    def claim_tasks(self, agent_id: str, n: int, task_type: str | None = None, *,
+                    lease_seconds: float | None = None) -> list[AgentTask]:
+        """Claim up to ``n`` tasks for ``agent_id`` in one round trip (one script): the ``n`` best
+        pending tasks, in claim order, each with its own lease, exactly as ``n`` calls of
+        :meth:`claim_task` in a row would claim them. Fewer (or none) when fewer are pending."""
+        validate_id(agent_id, "agent id")
+        if task_type is not None:
+            validate_id(task_type, "task_type")
+        _batch_size(n, "n")
+        self._credentials.require_self(agent_id, "claim a task")
+        k = self._keys
+        flats = yield Run("task_claim", k, (k.agents, k.agents_seen),
+                          (*self._task_args(), agent_id, self._lease_ms(lease_seconds), task_type or "", n))
+        return [AgentTask.from_hash(_flat_to_dict(flat)) for flat in flats]
 
     def _holder_args(self, task_id, agent_id, lease_token):
         validate_id(task_id, "task_id")
@@ -216,8 +254,13 @@ class AgentCoordinator:
             validate_id(agent_id, "agent id")
             self._credentials.require_self(agent_id, "act on a task")
         token = "" if lease_token is None else str(lease_token)
-        return (*self._task_args(), task_id, agent_id, token)
+        return self._task_args(), task_id, agent_id, token
 
+    def _fence_args(self, task_id, agent_id, lease_token):
+        task_args, task_id, agent_id, token = self._holder_args(task_id, agent_id, lease_token)
+        return (*task_args, task_id, agent_id, token)
+
+    @op
     def complete_task(self, task_id: str, result=None, agent_id: str | None = None, *,
                       lease_token: str | None = None) -> str:
         """Complete a task with its result. Only the current lease holder can, exactly once.
@@ -225,40 +268,68 @@ class AgentCoordinator:
         Raises :class:`LeaseError` if the caller does not hold the task or its lease expired,
         :class:`ConflictError` if it is already finished. Returns the agent credited.
         """
-        args = self._holder_args(task_id, agent_id, lease_token)
+        task_args, task_id, agent_id, token = self._holder_args(task_id, agent_id, lease_token)
         payload = self.memory.encode({} if result is None else result, "result")
-        return self.memory.run("task_complete", self._keys, (), (*args, payload))
+        return (yield Run("task_complete", self._keys, (), (*task_args, agent_id, "", task_id, token, payload)))
 
+    @op
+    def complete_tasks(self, completions, agent_id: str | None = None) -> list:
+        """Complete several tasks in one round trip (one script). ``completions`` holds
+        ``(task_id, result)`` or ``(task_id, result, lease_token)`` tuples (or claimed
+        :class:`AgentTask` objects, completed with no result under their own lease token).
+
+        Each task is checked as :meth:`complete_task` checks it (holder, lease, exactly once) and
+        completed on its own: returns, in order, the agent credited for each, or the exception that
+        ``complete_task`` would have raised for it (returned, not raised, so the others still count).
+        """
+        items = [_completion(c) for c in completions]
+        _batch_size(len(items), "the number of completions")
+        if len({task_id for task_id, _, _ in items}) != len(items):
+            raise InvalidInputError("a task appears twice in one batch of completions")
+        args = None
+        flat = []
+        for task_id, result, token in items:
+            args = self._holder_args(task_id, agent_id, token)
+            flat += [task_id, args[3], self.memory.encode({} if result is None else result, "result")]
+        replies = yield Run("task_complete", self._keys, (), (*args[0], args[2], "*", *flat))
+        return [error_from_reply(r[1:]) if r.startswith("!") else r for r in replies]
+
+    @op
     def fail_task(self, task_id: str, reason: str, agent_id: str | None = None, *,
                   retry: bool = False, lease_token: str | None = None) -> str:
         """The holder gives up: the task fails with ``reason`` (or, with ``retry``, returns to the
         queue while attempts remain). Returns the new status."""
-        args = self._holder_args(task_id, agent_id, lease_token)
+        args = self._fence_args(task_id, agent_id, lease_token)
         reason = _text(reason, "reason", required=True, limit=2000)
-        return self.memory.run("task_fail", self._keys, (), (*args, reason, "1" if retry else ""))
+        return (yield Run("task_fail", self._keys, (), (*args, reason, "1" if retry else "")))
 
+    @op
     def extend_lease(self, task_id: str, agent_id: str | None = None, *, lease_seconds: float | None = None,
                      lease_token: str | None = None) -> float:
         """Renew the lease on one task. Returns the new expiry (seconds since the epoch)."""
-        args = self._holder_args(task_id, agent_id, lease_token)
-        return self.memory.run("task_extend", self._keys, (), (*args, self._lease_ms(lease_seconds))) / 1000
+        args = self._fence_args(task_id, agent_id, lease_token)
+        return (yield Run("task_extend", self._keys, (), (*args, self._lease_ms(lease_seconds)))) / 1000
 
+    @op
     def reap_expired_leases(self) -> int:
         """Return expired leases to the queue (claims also do this). Returns how many were handled."""
-        return self.memory.run("task_reap", self._keys, (), self._task_args())
+        return (yield Run("task_reap", self._keys, (), self._task_args()))
 
+    @op
     def get_task(self, task_id: str) -> AgentTask | None:
-        h = self.memory.read(self.memory.client.hgetall, self._keys.task(validate_id(task_id, "task_id")))
+        h = yield read("hgetall", self._keys.task(validate_id(task_id, "task_id")))
         return AgentTask.from_hash(h) if h else None
 
+    @op
     def get_task_history(self, task_id: str) -> list[dict]:
         """The task's lease history: added, claimed, requeued, completed/failed, with times and agents."""
-        raw = self.memory.read(self.memory.client.lrange, self._keys.task_log(validate_id(task_id, "task_id")), 0, -1)
+        raw = yield read("lrange", self._keys.task_log(validate_id(task_id, "task_id")), 0, -1)
         entries = [json.loads(r) for r in raw]
         for e in entries:
             e["at"] = e["at"] / 1000
         return entries
 
+    @op
     def list_tasks(self, status: str = "pending", limit: int = 100) -> list[AgentTask]:
         """Tasks in one status: pending in claim order, in progress by lease expiry, finished newest first."""
         if status not in TASK_STATUSES:
@@ -267,32 +338,27 @@ class AgentCoordinator:
             raise InvalidInputError(f"limit must be an integer from 1 to 10000, got {limit!r}")
         k = self._keys
         index = {"pending": k.pending, "in_progress": k.leased, "completed": k.completed, "failed": k.failed}[status]
-        client = self.memory.client
-        if status in ("completed", "failed"):
-            ids = self.memory.read(client.zrevrange, index, 0, limit - 1)
-        else:
-            ids = self.memory.read(client.zrange, index, 0, limit - 1)
+        ids = yield read("zrevrange" if status in ("completed", "failed") else "zrange", index, 0, limit - 1)
         if not ids:
             return []
-        pipe = client.pipeline(transaction=False)
-        for task_id in ids:
-            pipe.hgetall(k.task(task_id))
-        return [AgentTask.from_hash(h) for h in self.memory.read(pipe.execute) if h]
+        hashes = yield Pipe(tuple(("hgetall", (k.task(task_id),), {}) for task_id in ids))
+        return [AgentTask.from_hash(h) for h in hashes if h]
 
+    @op
     def count_tasks(self) -> dict:
         """How many tasks are in each status (one pipelined read)."""
         k = self._keys
-        pipe = self.memory.client.pipeline(transaction=False)
-        pipe.zcard(k.pending).zcard(k.leased).zcard(k.completed).zcard(k.failed)
-        return dict(zip(TASK_STATUSES, self.memory.read(pipe.execute)))
+        counts = yield Pipe(tuple(("zcard", (key,), {}) for key in (k.pending, k.leased, k.completed, k.failed)))
+        return dict(zip(TASK_STATUSES, counts))
 
+    @op
     def aggregate_results(self) -> dict:
         """Exact totals from counters updated in the same step as each completion.
 
         ``total_completed``, ``by_agent``, ``by_type``, ``total_failed``, ``failed_by_type``,
         ``average_duration_ms`` (claim to completion).
         """
-        counters = self.memory.read(self.memory.client.hgetall, self._keys.results)
+        counters = yield read("hgetall", self._keys.results)
         by_agent, by_type, failed_by_type = {}, {}, {}
         for name, value in counters.items():
             kind, _, key = name.partition(":")

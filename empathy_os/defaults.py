@@ -75,6 +75,18 @@ REAP_BATCH = 50
 #: Signal stream entries one ``receive_signals`` call examines at most per stream.
 SIGNAL_SCAN_LIMIT = 1000
 
+#: A waiting ``receive_signals`` blocks on the streams for at most this long per XREAD (and loops
+#: until its wait is over): below the clients' 5 s socket timeout, so a long wait is never a timeout.
+BLOCK_SLICE_SECONDS = 4.0
+
+#: Connections the asyncio twin opens per event loop (per node on a cluster): enough for every
+#: request of a busy API process and its signal long-polls (each holds one for up to 4 s); past it,
+#: a request waits for a free connection (plain Redis) instead of failing.
+ASYNC_MAX_CONNECTIONS = 512
+
+#: Most tasks one ``claim_tasks`` / ``complete_tasks`` call handles (one script, one round trip).
+MAX_BATCH = 1000
+
 #: Priorities run from ``MIN_PRIORITY`` to ``MAX_PRIORITY``; higher is claimed first.
 MIN_PRIORITY = 0
 MAX_PRIORITY = 1000

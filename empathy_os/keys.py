@@ -185,6 +185,14 @@ def failures_key(prefix: str, what: str, client: str) -> str:
 
 
 _CLIENT = re.compile(r"[0-9A-Fa-f.:]{1,64}")
+_DIGEST = re.compile(r"[0-9a-f]{64}")
+
+
+def token_cache_key(prefix: str, token_hash: str) -> str:
+    """The cached credentials of an agent token, by the token's SHA-256 (hex); its own slot."""
+    if not _DIGEST.fullmatch(token_hash):
+        raise ValueError("a token hash is 64 lower-case hex digits")
+    return f"{prefix}:{{token:{token_hash}}}:credentials"
 
 
 def teams_key(prefix: str) -> str:

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from .codec import decode_json, ms_to_seconds, positive_seconds
 from .exceptions import ConflictError, InvalidInputError
 from .keys import validate_id
+from .ops import Run, op_function, read
 from .tiers import AccessTier
 
 MAX_TEXT = 100_000
@@ -77,6 +78,7 @@ class StagedPattern:
         return cls(**known)
 
 
+@op_function
 def stage_pattern(memory, credentials, pattern: StagedPattern) -> bool:
     """Stage ``pattern`` for validation. True if new, False if the owner updated its staging.
 
@@ -95,18 +97,19 @@ def stage_pattern(memory, credentials, pattern: StagedPattern) -> bool:
     team = memory.team(credentials.team_id)
     steward = "1" if credentials.tier >= AccessTier.STEWARD else ""
     config = memory.config
-    return bool(memory.run("pattern_stage", team, (team.staged, team.staged_order),
+    return bool((yield Run("pattern_stage", team, (team.staged, team.staged_order),
                            (pattern.pattern_id, pattern.agent_id, memory.encode(data, "pattern"), steward,
-                            config.staged_pattern_limit, config.staged_pattern_retention_seconds)))
+                            config.staged_pattern_limit, config.staged_pattern_retention_seconds))))
 
 
+@op_function
 def get_staged_patterns(memory, credentials, limit: int = 1000) -> list[StagedPattern]:
     """Patterns awaiting validation, oldest first."""
     team = memory.team(credentials.team_id)
-    ids = memory.read(memory.client.zrange, team.staged_order, 0, limit - 1)
+    ids = yield read("zrange", team.staged_order, 0, limit - 1)
     if not ids:
         return []
-    raw = memory.read(memory.client.hmget, team.staged, ids)
+    raw = yield read("hmget", team.staged, ids)
     return [StagedPattern.from_dict(json.loads(r)) for r in raw if r is not None]
 
 

@@ -21,7 +21,8 @@ from . import defaults
 from .codec import decode_json, encode_json, ms_to_seconds, positive_seconds
 from .defaults import Config
 from .exceptions import InvalidInputError, MemoryUnavailableError
-from .keys import TeamKeys, teams_key, validate_id
+from .keys import TeamKeys, teams_key, token_cache_key, validate_id
+from .ops import Pipe, Read, Run, op, read
 from .patterns import (
     create_conflict_context,
     get_staged_patterns,
@@ -137,6 +138,17 @@ class RedisShortTermMemory:
     def __repr__(self):
         return f"<RedisShortTermMemory mode={self.mode} url={self.url}>"
 
+    @property
+    def aio(self):
+        """The asyncio twin of this memory (:class:`empathy_os.aio.AsyncRedisShortTermMemory`): same
+        server, config and scripts, for code running in an event loop. Made once."""
+        twin = self.__dict__.get("_aio")
+        if twin is None:
+            from .aio import AsyncRedisShortTermMemory
+
+            twin = self._aio = AsyncRedisShortTermMemory(self)
+        return twin
+
     # -- plumbing ---------------------------------------------------------------------------
 
     def team(self, team_id: str) -> TeamKeys:
@@ -220,6 +232,7 @@ class RedisShortTermMemory:
 
     # -- working memory -----------------------------------------------------------------------
 
+    @op
     def stash(self, credentials: AgentCredentials, key: str, value, ttl: float | None = None) -> None:
         """Store ``value`` (JSON data) under the caller's ``key`` for ``ttl`` seconds (default 1 hour)."""
         credentials.require(AccessTier.CONTRIBUTOR, "stash")
@@ -227,27 +240,30 @@ class RedisShortTermMemory:
         ttl = self.config.working_memory_ttl if ttl is None else positive_seconds(ttl, "ttl")
         team = self.team(credentials.team_id)
         agent = credentials.agent_id
-        self.run("put", team, (team.memory(agent, key),),
-                 (self.encode(value), int(max(1, round(ttl))), "", "memory.stashed", "agent", agent, "key", key))
+        yield Run("put", team, (team.memory(agent, key),),
+                  (self.encode(value), int(max(1, round(ttl))), "", "memory.stashed", "agent", agent, "key", key))
 
+    @op
     def retrieve(self, credentials: AgentCredentials, key: str, agent_id: str | None = None):
         """The value the caller (or ``agent_id``) stashed under ``key``, or None."""
         validate_id(key, "key")
         owner = credentials.agent_id if agent_id is None else validate_id(agent_id, "agent id")
-        raw = self.read(self.client.get, self.team(credentials.team_id).memory(owner, key))
+        raw = yield read("get", self.team(credentials.team_id).memory(owner, key))
         return None if raw is None else decode_json(raw)
 
+    @op
     def forget(self, credentials: AgentCredentials, key: str) -> bool:
         """Delete one of the caller's own keys. True if it existed."""
         credentials.require(AccessTier.CONTRIBUTOR, "forget")
         validate_id(key, "key")
         team = self.team(credentials.team_id)
         agent = credentials.agent_id
-        return bool(self.run("delete", team, (team.memory(agent, key),),
-                             ("memory.forgotten", "agent", agent, "key", key)))
+        return bool((yield Run("delete", team, (team.memory(agent, key),),
+                               ("memory.forgotten", "agent", agent, "key", key))))
 
     # -- signals --------------------------------------------------------------------------------
 
+    @op
     def send_signal(self, credentials: AgentCredentials, signal_type: str, data=None,
                     target_agent: str | None = None) -> str:
         """Send a signal to ``target_agent``'s inbox, or to the whole team when it is None.
@@ -262,10 +278,11 @@ class RedisShortTermMemory:
         else:
             stream, target = team.inbox(validate_id(target_agent, "target agent")), target_agent
         payload = self.encode({} if data is None else data, "signal data")
-        return self.run("signal_send", team, (stream, team.signal_seq),
-                        (credentials.agent_id, signal_type, payload, target, self.config.signal_stream_maxlen,
-                         self.config.signal_retention_seconds))
+        return (yield Run("signal_send", team, (stream, team.signal_seq),
+                          (credentials.agent_id, signal_type, payload, target, self.config.signal_stream_maxlen,
+                           self.config.signal_retention_seconds)))
 
+    @op
     def receive_signals(self, credentials: AgentCredentials, signal_type: str | None = None, *,
                         wait: float | None = None, count: int = 100) -> list[dict]:
         """Signals for the caller (targeted and broadcast) it has not received yet, oldest first.
@@ -282,7 +299,7 @@ class RedisShortTermMemory:
         keys = (team.inbox(credentials.agent_id), team.signals, team.cursors(credentials.agent_id))
         deadline = None if not wait else time.monotonic() + positive_seconds(wait, "wait")
         while True:
-            out = self.run("signal_receive", team, keys, (want, count, defaults.SIGNAL_SCAN_LIMIT))
+            out = yield Run("signal_receive", team, keys, (want, count, defaults.SIGNAL_SCAN_LIMIT))
             signals = [self._signal(out[i], out[i + 1]) for i in range(2, len(out), 2)]
             if signals or deadline is None:
                 if len(signals) > 1:  # merge the inbox and the broadcast stream in sending order
@@ -292,8 +309,11 @@ class RedisShortTermMemory:
             if remaining <= 0:
                 return []
             # Sleep on the two streams from the cursors just returned: nothing sent after them is missed.
-            self.read(self.client.xread, {keys[0]: out[0] or "0-0", keys[1]: out[1] or "0-0"},
-                      count=1, block=max(1, int(remaining * 1000)))
+            # One blocking XREAD lasts at most BLOCK_SLICE_SECONDS (under the client's socket timeout);
+            # the loop goes on until the wait is over. (The asyncio twin blocks on its own connection.)
+            block = min(remaining, defaults.BLOCK_SLICE_SECONDS)
+            yield Read("xread", ({keys[0]: out[0] or "0-0", keys[1]: out[1] or "0-0"},),
+                       {"count": 1, "block": max(1, int(block * 1000))})
 
     @staticmethod
     def _signal(stream_id: str, fields) -> dict:
@@ -310,6 +330,7 @@ class RedisShortTermMemory:
 
     # -- collaboration state ------------------------------------------------------------------------
 
+    @op
     def persist_state(self, credentials: AgentCredentials, session_id: str, state: dict,
                       ttl: float | None = None) -> None:
         """Save the caller's collaboration state for ``session_id``."""
@@ -318,23 +339,26 @@ class RedisShortTermMemory:
         ttl = self.config.collaboration_state_ttl if ttl is None else positive_seconds(ttl, "ttl")
         team = self.team(credentials.team_id)
         agent = credentials.agent_id
-        self.run("put", team, (team.state(agent, session_id),),
-                 (self.encode(state, "collaboration state"), int(max(1, round(ttl))), "",
-                  "state.persisted", "agent", agent, "session", session_id))
+        yield Run("put", team, (team.state(agent, session_id),),
+                  (self.encode(state, "collaboration state"), int(max(1, round(ttl))), "",
+                   "state.persisted", "agent", agent, "session", session_id))
 
+    @op
     def restore_state(self, credentials: AgentCredentials, session_id: str) -> dict | None:
         """The caller's collaboration state saved for ``session_id``, or None."""
         validate_id(session_id, "session id")
         team = self.team(credentials.team_id)
-        return decode_json(self.read(self.client.get, team.state(credentials.agent_id, session_id)))
+        return decode_json((yield read("get", team.state(credentials.agent_id, session_id))))
 
     # -- patterns and conflicts (see patterns.py) ------------------------------------------------------
 
+    @op
     def stage_pattern(self, credentials, pattern):
-        return stage_pattern(self, credentials, pattern)
+        return (yield from stage_pattern.op(self, credentials, pattern))
 
+    @op
     def get_staged_patterns(self, credentials, limit: int = 1000):
-        return get_staged_patterns(self, credentials, limit)
+        return (yield from get_staged_patterns.op(self, credentials, limit))
 
     def promote_pattern(self, credentials, pattern_id: str, note: str = ""):
         return promote_pattern(self, credentials, pattern_id, note)
@@ -347,6 +371,37 @@ class RedisShortTermMemory:
 
     def resolve_conflict(self, credentials, conflict_id: str, resolution):
         return resolve_conflict(self, credentials, conflict_id, resolution)
+
+    # -- the credentials cache of agent tokens (the HTTP API's bearer tokens) -----------------------
+    # The token table lives in the site's database; a verified token's credentials are kept here for a
+    # short TTL so a request needs no database round trip. Revoking writes a tombstone (longer than the
+    # TTL) and caching is SET NX, so a request that read the database just before a revocation cannot
+    # cache the revoked token afterwards.
+
+    @op
+    def cached_credentials(self, token_hash: str) -> AgentCredentials | None:
+        """The cached credentials of a token (by its SHA-256), or None (not cached, or revoked)."""
+        raw = yield read("get", token_cache_key(self.config.key_prefix, token_hash))
+        if raw is None or raw == _REVOKED:
+            return None
+        data = decode_json(raw)
+        return AgentCredentials(data["agent_id"], AccessTier(data["tier"]), data["team_id"])
+
+    @op
+    def cache_credentials(self, token_hash: str, credentials: AgentCredentials, ttl: int) -> bool:
+        """Cache a verified token's credentials for ``ttl`` seconds (one SET NX EX); False when the
+        token was revoked lately (or is cached already)."""
+        record = encode_json({"agent_id": credentials.agent_id, "tier": int(credentials.tier),
+                              "team_id": credentials.team_id}, self.config.max_value_bytes, "credentials")
+        return bool((yield read("set", token_cache_key(self.config.key_prefix, token_hash), record,
+                                ex=int(ttl), nx=True)))
+
+    @op
+    def revoke_cached_credentials(self, token_hashes, ttl: int) -> None:
+        """Replace the cached credentials of these tokens by a tombstone for ``2 * ttl`` seconds."""
+        keys = [token_cache_key(self.config.key_prefix, h) for h in token_hashes]
+        if keys:
+            yield Pipe(tuple(("set", (key, _REVOKED), {"ex": 2 * int(ttl)}) for key in keys))
 
     # -- events and stats -----------------------------------------------------------------------------
 
@@ -426,6 +481,9 @@ class RedisShortTermMemory:
             used = sum(int(n.get("used_memory", 0)) for n in nodes)
             maxmemory = sum(int(n.get("maxmemory", 0)) for n in nodes)
         return {"used_memory": used, "maxmemory": maxmemory, "teams": usage}
+
+
+_REVOKED = "revoked"
 
 
 def _by_seq(signal: dict) -> int:

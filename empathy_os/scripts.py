@@ -90,7 +90,12 @@ SCRIPTS = {name: Script(name) for name in SCRIPT_NAMES}
 
 def translate_error(exc: ResponseError) -> Exception:
     """Map a script's error reply to the library exception it stands for."""
-    message = str(exc)
+    return error_from_reply(str(exc))
+
+
+def error_from_reply(message: str) -> Exception:
+    """The library exception for an error text ``CODE detail`` (a script's error reply, or one
+    item's error in a batch reply)."""
     code, _, detail = message.partition(" ")
     cls = ERROR_CODES.get(code)
     if cls is None:

@@ -7,6 +7,7 @@ import json
 from .codec import ms_to_seconds
 from .defaults import DEFAULT_TEAM
 from .keys import validate_id
+from .ops import Pipe, Run, op, op_function, read
 from .patterns import _text
 from .tiers import AccessTier, AgentCredentials
 
@@ -27,50 +28,68 @@ class TeamSession:
         self.team_id = validate_id(team_id, "team id")
         self.credentials = credentials or AgentCredentials("coordinator", AccessTier.STEWARD, team_id)
         self._keys = memory.team(team_id)
-        self.created = bool(self._op("open")) if self.credentials.can_stage() else False
+        self.created = False
+        if self._opens:
+            self.open()
 
-    def _op(self, op: str, subject: str = "", value: str = ""):
+    #: Whether constructing the handle opens the session (the asyncio twin opens it with ``await open()``).
+    _opens = True
+
+    @op
+    def open(self) -> bool:
+        """Create the session if absent (an observer's handle creates nothing). True if created."""
+        if self.credentials.can_stage():
+            self.created = bool((yield self._run("open")))
+        return self.created
+
+    def _run(self, action: str, subject: str = "", value: str = "") -> Run:
         k, sid = self._keys, self.session_id
-        return self.memory.run(
-            "session", k, (k.session(sid), k.session_agents(sid), k.session_context(sid), k.sessions),
-            (sid, self.memory.config.session_ttl, self.credentials.agent_id, self.purpose, op, subject, value))
+        return Run("session", k, (k.session(sid), k.session_agents(sid), k.session_context(sid), k.sessions),
+                   (sid, self.memory.config.session_ttl, self.credentials.agent_id, self.purpose, action, subject,
+                    value))
 
+    @op
     def add_agent(self, agent_id: str) -> None:
         """Add a participant (an agent adds itself; a steward adds anyone)."""
         self.credentials.require_self(validate_id(agent_id, "agent id"), "join a session")
-        self._op("join", agent_id)
+        yield self._run("join", agent_id)
 
+    @op
     def remove_agent(self, agent_id: str) -> None:
         self.credentials.require_self(validate_id(agent_id, "agent id"), "leave a session")
-        self._op("leave", agent_id)
+        yield self._run("leave", agent_id)
 
+    @op
     def share(self, key: str, value) -> None:
         """Share ``value`` (JSON data) under ``key`` with every participant."""
         self.credentials.require(AccessTier.CONTRIBUTOR, "share session context")
         validate_id(key, "key")
-        self._op("share", key, self.memory.encode(value, "shared context"))
+        yield self._run("share", key, self.memory.encode(value, "shared context"))
 
+    @op
     def get(self, key: str, default=None):
-        raw = self.memory.read(self.memory.client.hget, self._keys.session_context(self.session_id),
-                               validate_id(key, "key"))
+        raw = yield read("hget", self._keys.session_context(self.session_id), validate_id(key, "key"))
         return default if raw is None else json.loads(raw)
 
+    @op
     def get_context(self) -> dict:
-        raw = self.memory.read(self.memory.client.hgetall, self._keys.session_context(self.session_id))
+        raw = yield read("hgetall", self._keys.session_context(self.session_id))
         return {k: json.loads(v) for k, v in sorted(raw.items())}
 
+    @op
     def get_info(self) -> dict:
         """``session_id``, ``purpose``, ``participants`` (sorted), ``context_keys``, times; {} if expired."""
-        return get_session_info(self.memory, self.team_id, self.session_id)
+        return (yield from get_session_info.op(self.memory, self.team_id, self.session_id))
 
 
+@op_function
 def get_session_info(memory, team_id: str, session_id: str) -> dict:
     """A session's info without joining or touching it; {} if it does not exist."""
     k = memory.team(team_id)
     validate_id(session_id, "session id")
-    pipe = memory.client.pipeline(transaction=False)
-    pipe.hgetall(k.session(session_id)).smembers(k.session_agents(session_id)).hkeys(k.session_context(session_id))
-    info, participants, keys = memory.read(pipe.execute)
+    info, participants, keys = yield Pipe((("hgetall", (k.session(session_id),), {}),
+                                           ("smembers", (k.session_agents(session_id),), {}),
+                                           ("hkeys", (k.session_context(session_id),), {})))
     if not info:
         return {}
     return {

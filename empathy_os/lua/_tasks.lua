@@ -115,3 +115,21 @@ local function held_task(id, agent, token)
     end
     return t
 end
+
+-- Complete one task held by `agent` ('' = whoever holds it) under lease `token` ('' = any).
+-- Returns the holder credited, or an error reply.
+local function complete_one(id, agent, token, result)
+    local t, err = held_task(id, agent, token)
+    if not t then return err end
+    redis.call('HSET', task_key(id), 'status', 'completed', 'result', result, 'finished_at', NOW_S, 'lease_deadline', '')
+    redis.call('ZREM', LEASED, id)
+    redis.call('SREM', leases_key(t.holder), id)
+    local n = redis.call('HINCRBY', RESULTS, 'total_completed', 1)
+    redis.call('HINCRBY', RESULTS, 'agent:' .. t.holder, 1)
+    redis.call('HINCRBY', RESULTS, 'type:' .. t.task_type, 1)
+    redis.call('HINCRBY', RESULTS, 'duration_ms', NOW - (t.claimed_at or NOW))
+    log_task(id, {event = 'completed', agent = t.holder, attempt = tonumber(t.attempts)})
+    finish(id, BASE .. 'tasks:completed', n)
+    emit('task.completed', 'task', id, 'agent', t.holder, 'task_type', t.task_type)
+    return t.holder
+end

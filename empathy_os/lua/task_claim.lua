@@ -1,8 +1,9 @@
--- Claim the best pending task for an agent: highest priority first, FIFO within a priority.
+-- Claim the best pending tasks for an agent: highest priority first, FIFO within a priority.
 -- Expired leases are reaped first. With no type given, the agent's registered capabilities are used.
 -- KEYS[2] agents hash   KEYS[3] agents:seen zset
 -- ARGV[7] agent id      ARGV[8] lease length (ms)   ARGV[9] task type or ''
--- Returns the claimed task's hash (flat field/value list), or nil when nothing is pending.
+-- ARGV[10] how many to claim: '' for one (returns the task's hash as a flat field/value list, or
+--          nil when nothing is pending); n for up to n (returns a list of such hashes, maybe empty)
 reap()
 local agent = ARGV[7]
 local types
@@ -17,38 +18,51 @@ else
     types = cjson.decode(rec).capabilities
 end
 redis.call('ZADD', KEYS[3], NOW_S, agent)
-local best_id, best_score, best_type
-for _, task_type in ipairs(types) do
-    local top = redis.call('ZRANGE', BASE .. 'tasks:pending:' .. task_type, 0, 0, 'WITHSCORES')
-    if top[1] and (best_score == nil or tonumber(top[2]) < best_score) then
-        best_id, best_score, best_type = top[1], tonumber(top[2]), task_type
+local deadline = fmt(NOW + tonumber(ARGV[8]))
+
+local function claim_one()
+    local best_id, best_score, best_type
+    for _, task_type in ipairs(types) do
+        local top = redis.call('ZRANGE', BASE .. 'tasks:pending:' .. task_type, 0, 0, 'WITHSCORES')
+        if top[1] and (best_score == nil or tonumber(top[2]) < best_score) then
+            best_id, best_score, best_type = top[1], tonumber(top[2]), task_type
+        end
     end
-end
-if not best_id then return false end
-local tkey = task_key(best_id)
-redis.call('ZREM', BASE .. 'tasks:pending:' .. best_type, best_id)
-redis.call('ZREM', PENDING, best_id)
-local flat = redis.call('HGETALL', tkey)
-local attempt, deadline = 1, fmt(NOW + tonumber(ARGV[8]))
-local changes = {status = 'in_progress', holder = agent, lease_deadline = deadline, claimed_at = NOW_S}
-for i = 1, #flat, 2 do
-    local field = flat[i]
-    if field == 'attempts' then
-        attempt = tonumber(flat[i + 1]) + 1
-        flat[i + 1] = tostring(attempt)
-    elseif changes[field] then
-        flat[i + 1] = changes[field]
-        changes[field] = nil
+    if not best_id then return nil end
+    local tkey = task_key(best_id)
+    redis.call('ZREM', BASE .. 'tasks:pending:' .. best_type, best_id)
+    redis.call('ZREM', PENDING, best_id)
+    local flat = redis.call('HGETALL', tkey)
+    local attempt = 1
+    local changes = {status = 'in_progress', holder = agent, lease_deadline = deadline, claimed_at = NOW_S}
+    for i = 1, #flat, 2 do
+        local field = flat[i]
+        if field == 'attempts' then
+            attempt = tonumber(flat[i + 1]) + 1
+            flat[i + 1] = tostring(attempt)
+        elseif changes[field] then
+            flat[i + 1] = changes[field]
+            changes[field] = nil
+        end
     end
+    for field, value in pairs(changes) do
+        flat[#flat + 1] = field
+        flat[#flat + 1] = value
+    end
+    redis.call('HSET', tkey, 'attempts', attempt, 'status', 'in_progress', 'holder', agent,
+        'lease_deadline', deadline, 'claimed_at', NOW_S)
+    redis.call('ZADD', LEASED, deadline, best_id)
+    redis.call('SADD', leases_key(agent), best_id)
+    log_task(best_id, {event = 'claimed', agent = agent, attempt = attempt})
+    emit('task.claimed', 'task', best_id, 'agent', agent, 'task_type', best_type)
+    return flat
 end
-for field, value in pairs(changes) do
-    flat[#flat + 1] = field
-    flat[#flat + 1] = value
+
+if ARGV[10] == '' then return claim_one() or false end
+local claimed = {}
+for _ = 1, tonumber(ARGV[10]) do
+    local flat = claim_one()
+    if not flat then break end
+    claimed[#claimed + 1] = flat
 end
-redis.call('HSET', tkey, 'attempts', attempt, 'status', 'in_progress', 'holder', agent,
-    'lease_deadline', deadline, 'claimed_at', NOW_S)
-redis.call('ZADD', LEASED, deadline, best_id)
-redis.call('SADD', leases_key(agent), best_id)
-log_task(best_id, {event = 'claimed', agent = agent, attempt = attempt})
-emit('task.claimed', 'task', best_id, 'agent', agent, 'task_type', best_type)
-return flat
+return claimed

@@ -50,6 +50,25 @@ def test_it_reports_p50_and_p99_of_every_op_and_baseline(memory_factory, backend
     assert report["ratios"]["retrieve"]["baseline"] == "get"
     assert {report["ratios"][op]["baseline"] for op in OPS if op != "retrieve"} == {"evalsha"}
     json.dumps(report)  # the report is what --json prints
+    if backend == "mock":  # no server to ask: no INFO commandstats
+        assert "server" not in report and "breakdown" not in report
+    else:
+        _check_server_time(report)
+        assert "+ server" in format_table(report)
+
+
+def _check_server_time(report: dict) -> None:
+    """Per-op server time (INFO commandstats deltas) and the p50 split round trip + server + client."""
+    assert set(report["server"]) == set(BASELINES) | set(OPS)
+    for figures in report["server"].values():
+        assert set(figures) == {"p50_us", "mean_us", "samples"}
+        assert figures["samples"] > 0 and figures["p50_us"] >= 0 and figures["mean_us"] >= 0
+    assert report["server"]["claim_task"]["mean_us"] > report["server"]["ping"]["mean_us"]  # a script vs PING
+    assert set(report["breakdown"]) == set(OPS)
+    for op, split in report["breakdown"].items():
+        assert set(split) == {"round_trip_us", "server_us", "client_us"}
+        total = split["round_trip_us"] + split["server_us"] + split["client_us"]
+        assert abs(total - report["ops"][op]["p50_us"]) < 0.5
 
 
 def test_it_leaves_no_keys_with_its_prefix_behind(memory_factory):
