@@ -32,9 +32,18 @@ def user_tier(user) -> AccessTier | None:
     return max(tiers) if tiers else None
 
 
+#: What a person's agent id starts with (``human_agent_id``); ``display_name`` shows it without.
+HUMAN_PREFIX = "human-"
+
+
 def human_agent_id(user) -> str:
     """The id a person acts under in the library (usernames may hold characters ids may not)."""
-    return "human-" + re.sub(r"[^A-Za-z0-9_.\-]", "_", user.get_username())[:120]
+    return HUMAN_PREFIX + re.sub(r"[^A-Za-z0-9_.\-]", "_", user.get_username())[:120]
+
+
+def display_name(agent_id: str) -> str:
+    """How pages name an agent: a person by username, any other agent by its id."""
+    return agent_id.removeprefix(HUMAN_PREFIX)
 
 
 def credentials_for_user(user, team_id: str) -> AgentCredentials:

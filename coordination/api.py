@@ -20,20 +20,17 @@ from ninja.errors import AuthenticationError, HttpError, ValidationError
 from ninja.security import HttpBearer
 
 from empathy_os import (
-    AccessDeniedError,
     AgentTask,
     ConflictError,
     InvalidInputError,
-    MemoryUnavailableError,
     NotFoundError,
     StagedPattern,
-    ValueTooLargeError,
 )
 from empathy_os.aio import AsyncAgentCoordinator, AsyncTeamSession, get_session_info
-from empathy_os.exceptions import StagingFullError
 from patterns import library
 
 from . import schemas as s
+from .errors import ERROR_TABLE, RETRY_AFTER, UNLISTED, answer_for
 from .memory import get_memory
 from .tokens import TooManyFailures, authenticate
 
@@ -64,31 +61,19 @@ def error(request, status: int, code: str, detail: str, **headers):
     return response
 
 
-LIBRARY_ERRORS = [
-    (ValueTooLargeError, 413, "too_large"),
-    (InvalidInputError, 400, "invalid_input"),
-    (AccessDeniedError, 403, "forbidden"),
-    (NotFoundError, 404, "not_found"),
-    (StagingFullError, 409, "staging_full"),
-    (ConflictError, 409, "conflict"),
-]
+def _refused(request, exc, status: int, code: str):
+    retry = RETRY_AFTER.get(status)
+    return error(request, status, code, str(exc), **({"Retry_After": str(retry)} if retry else {}))
+
+
 def error_code(exc: Exception) -> str:
     """The API's error code for a library exception (as its HTTP error body would say)."""
-    return next((code for cls, _, code in LIBRARY_ERRORS if isinstance(exc, cls)), "error")
+    answer = answer_for(exc)
+    return "error" if answer == UNLISTED else answer[1]
 
 
-for _exc, _status, _code in LIBRARY_ERRORS:
-    api.add_exception_handler(_exc, lambda request, exc, status=_status, code=_code: error(request, status, code, str(exc)))
-
-
-@api.exception_handler(MemoryUnavailableError)
-def _unavailable(request, exc):
-    return error(request, 503, "memory_unavailable", str(exc), Retry_After="1")
-
-
-@api.exception_handler(library.LibraryUnavailableError)
-def _library_unavailable(request, exc):
-    return error(request, 503, "library_unavailable", str(exc), Retry_After="1")
+for _exc, _status, _code in ERROR_TABLE:
+    api.add_exception_handler(_exc, lambda request, exc, status=_status, code=_code: _refused(request, exc, status, code))
 
 
 @api.exception_handler(ValidationError)

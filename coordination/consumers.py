@@ -9,7 +9,7 @@ from django.template.loader import render_to_string
 from empathy_os import AccessTier
 from patterns.consumers import StagingConsumer  # noqa: F401  (routed from coordination/routing.py)
 
-from . import dashboard, metrics
+from . import dashboard, metrics, metrics_probe
 from .live import Coalescer, LiveConsumer, ThrottledConsumer  # noqa: F401  (Coalescer: tests)
 from .memory import get_memory
 from .relay import TEAMS_GROUP, team_group
@@ -71,7 +71,7 @@ class TeamListConsumer(ThrottledConsumer):
 class MetricsConsumer(ThrottledConsumer):
     """Live metrics page: ``/ws/metrics/`` (observers and above).
 
-    After each probe round (``metrics.METRICS_GROUP``) it re-renders the page's partials; team
+    After each probe round (``metrics_probe.METRICS_GROUP``) it re-renders the page's partials; team
     events re-render what they change (coordination latency, the teams table; see
     ``metrics.parts_for_event``). Both go through the throttle.
     """
@@ -81,11 +81,11 @@ class MetricsConsumer(ThrottledConsumer):
     async def allowed(self) -> bool:
         # Reached once the person may see the page. The probe thread sends its notices on this
         # loop from now on (the in-memory layer of mock mode is not thread-safe).
-        metrics.NOTIFY.attach(asyncio.get_running_loop())
+        metrics_probe.NOTIFY.attach(asyncio.get_running_loop())
         return True
 
     def groups_for_user(self) -> list[str]:
-        return [metrics.METRICS_GROUP, TEAMS_GROUP]
+        return [metrics_probe.METRICS_GROUP, TEAMS_GROUP]
 
     def parts_for(self, event: dict) -> tuple[str, ...]:
         return metrics.parts_for_event(event.get("type", ""))

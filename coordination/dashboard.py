@@ -134,17 +134,6 @@ def moment(ts: float | None, now: float) -> dict | None:
 # -- reads ------------------------------------------------------------------------------------------
 
 
-def team_summaries(memory) -> list[dict]:
-    """Every team with its agent and task counts."""
-    out = []
-    for team_id in memory.list_teams():
-        coordinator = AgentCoordinator(memory, team_id)
-        agents = coordinator.get_agents()
-        out.append({"team_id": team_id, "agents": len(agents),
-                    "active_agents": sum(1 for a in agents if a["active"]), "tasks": coordinator.count_tasks()})
-    return out
-
-
 def _agent_status(last_seen, now: float, active_seconds: int) -> str:
     if last_seen is None:
         return "gone"

@@ -1,4 +1,4 @@
-"""The chapter's Part 6 metrics, measured live, for the metrics page and the Prometheus endpoint.
+"""The chapter's Part 6 metrics, and the metrics page that shows them live.
 
 Five figures:
 
@@ -11,62 +11,31 @@ Five figures:
 * **pattern reuse rate**: the share of pattern-library look-ups that found a pattern
   (``patterns.library.reuse_rate``), per team and overall.
 
-The probe runs in a thread of the server process (``manage.py serve`` starts it) every
-``PROBE_INTERVAL_SECONDS``. It works in a team of its own (``probe``) under a key prefix of its own
-(``<prefix>-probe``), with small retention limits: its writes never show up in the site's team list,
-event streams or counters, and its keys stay bounded. Samples are kept in process memory, in capped
-rings: each server process reports what it measured itself.
+The probe itself: ``coordination.metrics_probe``; the Prometheus text of these figures:
+``coordination.metrics_exposition``.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import math
-import threading
-import time
-import uuid
-from collections import deque
-from dataclasses import dataclass, replace
-from time import perf_counter
+from dataclasses import dataclass
 
-from asgiref.sync import async_to_sync
-from channels.layers import InMemoryChannelLayer, get_channel_layer
 from django.db import DatabaseError
 from django.db.models import Count
 from django.template.loader import render_to_string
 
-from empathy_os import (
-    AccessTier,
-    AgentCoordinator,
-    AgentCredentials,
-    AgentTask,
-    EmpathyError,
-    EmpathyOS,
-    MemoryUnavailableError,
-    RedisShortTermMemory,
-    StagedPattern,
-)
+from empathy_os import MemoryUnavailableError
 from empathy_os.bench import nearest_rank
+from empathy_os.overview import read_overview
 from patterns.models import LibraryLookup, LibraryPattern
 
-from .memory import get_memory
+from . import metrics_probe
+from .metrics_probe import PROBED, ROUND_NOTICE, WINDOW, Probe
 
 log = logging.getLogger("coordination.metrics")
 
-#: Seconds between two probe rounds.
-PROBE_INTERVAL_SECONDS = 5.0
-#: Samples kept per series (10 minutes at the default interval).
-WINDOW = 120
-#: The probe's team, under the probe's own key prefix.
-PROBE_TEAM = "probe"
-PROBE_AGENT = "probe_agent"
 #: Recent tasks per team and status read for the coordination latency.
 RECENT_TASKS = 50
-#: The channel-layer group of the live metrics pages, told after each probe round.
-METRICS_GROUP = "metrics"
-#: What the probe thread sends that group (handled by ``MetricsConsumer``).
-ROUND_NOTICE = {"type": "metrics.probed"}
 
 
 @dataclass(frozen=True)
@@ -95,231 +64,47 @@ LATENCIES = (
            "It includes time waiting for a free agent.",
            {"mock": 50, "redis": 50, "cluster": 50}),
 )
-PROBED = ("task_distribution", "signal_round_trip", "pattern_staging")
-
-
-class Series:
-    """A capped ring of ``(time, value)`` samples, with running count and sum (thread-safe)."""
-
-    def __init__(self, capacity: int = WINDOW):
-        self._ring: deque = deque(maxlen=capacity)
-        self._lock = threading.Lock()
-        self.count = 0
-        self.total = 0.0
-
-    def add(self, value: float, at: float | None = None) -> None:
-        with self._lock:
-            self._ring.append((time.time() if at is None else at, value))
-            self.count += 1
-            self.total += value
-
-    def samples(self) -> list[tuple[float, float]]:
-        with self._lock:
-            return list(self._ring)
-
-
-def probe_memory_for(memory: RedisShortTermMemory) -> RedisShortTermMemory:
-    """A memory over the same connection, under the probe's own prefix and small retention limits."""
-    config = replace(memory.config, key_prefix=f"{memory.config.key_prefix}-probe",
-                     finished_task_retention_count=32, signal_stream_maxlen=64, event_stream_maxlen=64)
-    return RedisShortTermMemory(client=memory.client, config=config)
-
-
-class RoundNotifier:
-    """Tells the live metrics pages (``METRICS_GROUP``) that a probe round ended, from the probe's thread.
-
-    Why not only ``async_to_sync(layer.group_send)``: that runs the send on an event loop of its
-    own, which is right for channels-redis but not for the in-memory layer of mock mode, whose
-    queues belong to the server's loop and are not thread-safe. So the first metrics page to
-    connect ``attach``es the server's loop, and the notice is sent on that loop; without one (no
-    page connected in this process) it falls back to ``async_to_sync`` for channels-redis (pages of
-    other processes listen) and sends nothing on the in-memory layer (nobody can listen).
-    """
-
-    #: Seconds the probe thread waits for the send at most (a stuck loop must not stop the probe).
-    TIMEOUT = 5.0
-
-    def __init__(self):
-        self.loop: asyncio.AbstractEventLoop | None = None
-        self._tasks: set = set()  # sends scheduled on a running loop, kept until done
-
-    def attach(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.loop = loop
-
-    def __call__(self) -> None:
-        layer = get_channel_layer()
-        if layer is None:
-            return
-        target = self.loop if self.loop is not None and self.loop.is_running() else None
-        try:
-            running = asyncio.get_running_loop()
-        except RuntimeError:
-            running = None
-        if target is None and running is None and isinstance(layer, InMemoryChannelLayer):
-            return  # no page of this process has connected, and no other process can listen
-        if running is not None and target in (None, running):  # on a loop already: do not block it
-            task = running.create_task(layer.group_send(METRICS_GROUP, dict(ROUND_NOTICE)))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
-        elif target is not None:
-            asyncio.run_coroutine_threadsafe(layer.group_send(METRICS_GROUP, dict(ROUND_NOTICE)),
-                                             target).result(self.TIMEOUT)
-        else:
-            async_to_sync(layer.group_send)(METRICS_GROUP, dict(ROUND_NOTICE))
-
-
-#: Tells this process's metrics pages about each probe round.
-NOTIFY = RoundNotifier()
-
-
-class Probe:
-    """Measures the chapter's three round trips every ``interval`` seconds, in a thread.
-
-    Each round queues, claims and completes one task, broadcasts and reads back one signal, and
-    re-stages the same pattern id (an owner's overwrite), so the probe's data never grows.
-    """
-
-    def __init__(self, memory_getter=get_memory, interval: float = PROBE_INTERVAL_SECONDS, capacity: int = WINDOW,
-                 notify=None):
-        self.memory_getter = memory_getter
-        self.interval = interval
-        self.notify = notify or NOTIFY
-        self.series = {key: Series(capacity) for key in PROBED}
-        self.keys = Series(capacity)
-        self.runs = 0
-        self.errors = 0
-        self.last_error: str | None = None
-        self.last_run: float | None = None
-        self._source = None
-        self._probe_memory = None
-        self._thread: threading.Thread | None = None
-        self._lock = threading.Lock()
-
-    @property
-    def running(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
-
-    def _memory(self) -> tuple[RedisShortTermMemory, RedisShortTermMemory]:
-        memory = self.memory_getter()
-        if memory is not self._source:  # the site's memory changed (tests): follow it
-            self._source, self._probe_memory = memory, probe_memory_for(memory)
-        return memory, self._probe_memory
-
-    def process_one(self) -> dict:
-        """One round: returns the latencies measured (seconds) and the key count. Raises
-        :class:`MemoryUnavailableError` when Redis does not answer (the round is counted as an error)."""
-        self.runs += 1
-        self.last_run = time.time()
-        try:
-            measured = self._measure()
-        except Exception as exc:
-            self.errors += 1
-            self.last_error = f"{type(exc).__name__}: {exc}"
-            raise
-        self.last_error = None
-        now = time.time()
-        for key in PROBED:
-            self.series[key].add(measured[key], now)
-        self.keys.add(measured["keys"], now)
-        return measured
-
-    def _measure(self) -> dict:
-        memory, pm = self._memory()
-        coordinator = AgentCoordinator(pm, PROBE_TEAM)
-        agent = EmpathyOS(PROBE_AGENT, pm, AccessTier.CONTRIBUTOR, team_id=PROBE_TEAM)
-        task = AgentTask(f"probe_{uuid.uuid4().hex[:12]}", "probe", "metrics probe", priority=5)
-
-        start = perf_counter()
-        coordinator.add_task(task)
-        distribution = perf_counter() - start
-        coordinator.claim_task(PROBE_AGENT, "probe")  # keep the probe's queue empty
-        coordinator.complete_task(task.task_id, {"probe": True})
-
-        start = perf_counter()
-        coordinator.broadcast("ping", {"timestamp": time.time()})
-        coordinator.receive_signals("ping")
-        signal = perf_counter() - start
-
-        pattern = StagedPattern("probe_pattern", PROBE_AGENT, "probe", "Probe pattern",
-                                description="Staged by the metrics probe every round", confidence=0.5)
-        start = perf_counter()
-        agent.stage_pattern(pattern)
-        staging = perf_counter() - start
-
-        keys = memory.get_stats()["keys"]
-        return {"task_distribution": distribution, "signal_round_trip": signal, "pattern_staging": staging,
-                "keys": keys}
-
-    def round(self) -> None:
-        """One round as the thread runs it: measure, then tell the live pages (a failed round too:
-        the pages show the failures). Never raises: an outage is counted, not fatal."""
-        try:
-            self.process_one()
-        except EmpathyError:
-            pass  # recorded in errors / last_error; the page shows it
-        except Exception:
-            log.exception("metrics probe failed")
-        try:
-            self.notify()
-        except Exception:  # the pages miss one round; the next one brings them up to date
-            log.warning("could not tell the metrics pages about a probe round", exc_info=True)
-
-    def run(self, stop: threading.Event) -> None:
-        """Probe every ``interval`` seconds until ``stop`` is set."""
-        while not stop.is_set():
-            self.round()
-            stop.wait(self.interval)
-
-    def start(self, stop: threading.Event) -> threading.Thread:
-        """Start the probe thread (once per process) and return it."""
-        with self._lock:
-            if not self.running:
-                self._thread = threading.Thread(target=self.run, args=(stop,), name="empathy-metrics-probe",
-                                                daemon=True)
-                self._thread.start()
-            return self._thread
-
-
-#: This process's probe.
-PROBE = Probe()
-
 
 # -- figures read from the library and the pattern library ---------------------------------------------
 
 
-def coordination_samples(memory, team_id: str, limit: int = RECENT_TASKS) -> list[tuple[float, float]]:
-    """``(claimed_at, seconds waited)`` of the team's recently claimed tasks, oldest claim first.
+def coordination_samples(recent_tasks, limit: int = RECENT_TASKS) -> list[tuple[float, float]]:
+    """``(claimed_at, seconds waited)`` of a team's recently claimed tasks (its overview row's
+    ``recent_tasks``), oldest claim first.
 
     Only first claims count (``attempts == 1``): a task claimed again after a lapsed lease waited
     for the lease, not for coordination.
     """
-    coordinator = AgentCoordinator(memory, team_id, AgentCredentials("metrics", AccessTier.OBSERVER, team_id))
-    samples = []
-    for status in ("in_progress", "completed", "failed"):
-        for task in coordinator.list_tasks(status, limit):
-            if task.attempts == 1 and task.claimed_at and task.created_at:
-                samples.append((task.claimed_at, max(0.0, task.claimed_at - task.created_at)))
-    samples.sort()
+    samples = sorted((t["claimed_at"], max(0.0, t["claimed_at"] - t["created_at"])) for t in recent_tasks
+                     if t["attempts"] == 1 and t["claimed_at"] and t["created_at"])
     return samples[-limit:]
 
 
-def team_figures(memory, team_id: str) -> dict:
-    """What the Prometheus endpoint and the page show per team, read through the library."""
-    observer = AgentCredentials("metrics", AccessTier.OBSERVER, team_id)
-    coordinator = AgentCoordinator(memory, team_id, observer)
-    results = coordinator.aggregate_results()
-    coordination = coordination_samples(memory, team_id)
+def figures_of(row: dict) -> dict:
+    """What the Prometheus endpoint and the page show of a team, from its overview row."""
+    coordination = coordination_samples(row["recent_tasks"])
     return {
-        "team": team_id,
-        "tasks": coordinator.count_tasks(),
-        "completed_total": results["total_completed"],
-        "failed_total": results["total_failed"],
-        "agents_active": len(coordinator.get_active_agents()),
-        "patterns_staged": len(memory.get_staged_patterns(observer)),
+        "team": row["team_id"],
+        "tasks": row["tasks"],
+        "completed_total": row["completed_total"],
+        "failed_total": row["failed_total"],
+        "agents_active": row["active_agents"],
+        "patterns_staged": row["patterns_staged"],
         "coordination": coordination,
         "coordination_last": coordination[-1][1] if coordination else None,
         "coordination_p50": nearest_rank([s for _, s in coordination], 50),
     }
+
+
+def read_figures(memory, *, server: bool = True, teams: list[str] | None = None) -> tuple[dict, list[dict]]:
+    """The memory's overview (one read, :func:`empathy_os.overview.read_overview`) and every team's figures."""
+    overview = read_overview(memory, RECENT_TASKS, teams=teams, server=server)
+    return overview, [figures_of(row) for row in overview["teams"]]
+
+
+def team_figures(memory, team_id: str) -> dict:
+    """One team's figures (the Prometheus endpoint reads them team by team; :func:`read_figures` reads all)."""
+    return read_figures(memory, server=False, teams=[team_id])[1][0]
 
 
 def library_figures() -> dict:
@@ -445,7 +230,7 @@ PART_TEMPLATES = {
 }
 #: What a probe round can change, and what a snapshot holds (``latency`` holds the coordination chart).
 ROUND_PARTS = ("error", "probe", "latency", "reuse", "teams", "memory")
-#: The parts that read the teams' figures, and those that read the memory's stats.
+#: The parts that show the teams' figures, and those that show the memory's stats (DBSIZE, INFO).
 _TEAM_PARTS = {"latency", "coordination", "teams"}
 _STATS_PARTS = {"error", "memory"}
 
@@ -477,24 +262,25 @@ def _library_report() -> dict | None:
 def dashboard_report(memory, probe: Probe | None = None, parts=ROUND_PARTS) -> dict:
     """What the metrics page shows, limited to what ``parts`` need (a live update reads no more than
     it shows). Redis figures are None when the memory does not answer."""
-    probe = probe or PROBE
+    probe = probe or metrics_probe.PROBE
     wanted = set(parts)
     report = {"mode": memory.mode, "online": True, "error": None, "stats": None, "teams": [],
               "probe": probe, "retention": retention_figures(memory.config), "window": WINDOW, "library": None}
     coordination: list = []
     try:
-        if wanted & _STATS_PARTS:
-            report["stats"] = memory.get_stats()
-        if "memory" in wanted:
-            report["gauges"] = retention_gauges(memory.config, memory.get_retention_usage())
-        if wanted & _TEAM_PARTS:
-            for team_id in memory.list_teams():
-                figures = team_figures(memory, team_id)
-                p50, last = figures["coordination_p50"], figures["coordination_last"]
-                figures["coordination_p50_text"] = format_ms(None if p50 is None else p50 * 1000)
-                figures["coordination_last_text"] = format_ms(None if last is None else last * 1000)
-                report["teams"].append(figures)
-                coordination += figures["coordination"]
+        if wanted & (_STATS_PARTS | _TEAM_PARTS | {"memory"}):  # one read of every team, whatever is shown
+            overview, teams = read_figures(memory, server=bool(wanted & (_STATS_PARTS | {"memory"})))
+            if wanted & _STATS_PARTS:
+                report["stats"] = overview["stats"]
+            if "memory" in wanted:
+                report["gauges"] = retention_gauges(memory.config, overview["usage"])
+            if wanted & _TEAM_PARTS:
+                for figures in teams:
+                    p50, last = figures["coordination_p50"], figures["coordination_last"]
+                    figures["coordination_p50_text"] = format_ms(None if p50 is None else p50 * 1000)
+                    figures["coordination_last_text"] = format_ms(None if last is None else last * 1000)
+                    report["teams"].append(figures)
+                    coordination += figures["coordination"]
     except MemoryUnavailableError as exc:
         report.update(online=False, error=str(exc))
     coordination.sort()
@@ -531,117 +317,3 @@ def render_parts(memory, parts=ROUND_PARTS, probe: Probe | None = None, extra: d
     if "error" in parts:  # the memory was asked: say whether it answered
         out.append(render_to_string("partials/memory_status.html", {"online": report["online"]}))
     return out
-
-
-# -- the Prometheus text exposition (format 0.0.4), written by hand ----------------------------------------
-
-CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-
-
-def escape_label_value(value) -> str:
-    """A label value as the exposition format wants it: backslash, double quote and newline escaped."""
-    return str(value).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-
-
-def escape_help(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("\n", "\\n")
-
-
-def format_value(value) -> str:
-    if value is None:
-        return "NaN"
-    if isinstance(value, bool):
-        return "1" if value else "0"
-    if isinstance(value, int):
-        return str(value)
-    value = float(value)
-    if math.isnan(value):
-        return "NaN"
-    if math.isinf(value):
-        return "+Inf" if value > 0 else "-Inf"
-    return repr(value)
-
-
-class Exposition:
-    """Metric families in the Prometheus text format: HELP, TYPE, then one line per sample."""
-
-    def __init__(self):
-        self._lines: list[str] = []
-
-    def add(self, name: str, kind: str, help_text: str, samples=((None, None),)) -> None:
-        """``samples``: ``(labels dict or None, value)`` pairs; a family may have none."""
-        self._lines += [f"# HELP {name} {escape_help(help_text)}", f"# TYPE {name} {kind}"]
-        for labels, value in samples:
-            text = ",".join(f'{k}="{escape_label_value(v)}"' for k, v in (labels or {}).items())
-            self._lines.append(f"{name}{{{text}}} {format_value(value)}" if text else f"{name} {format_value(value)}")
-
-    def text(self) -> str:
-        return "\n".join(self._lines) + "\n"
-
-
-def _redis_figures(memory) -> dict:
-    """Everything read from Redis, read before anything is written out (an outage leaves no half)."""
-    return {"keys": memory.get_stats()["keys"],
-            "teams": [team_figures(memory, team_id) for team_id in memory.list_teams()]}
-
-
-def prometheus_text(memory, probe: Probe | None = None) -> str:
-    """The Prometheus exposition of the site's figures. Never raises for a memory outage: it reports
-    ``empathy_up 0`` and what it still knows (the pattern library, the probe's last samples)."""
-    probe = probe or PROBE
-    try:
-        redis_figures = _redis_figures(memory) if memory.ping() else None
-    except MemoryUnavailableError:
-        redis_figures = None
-    out = Exposition()
-    out.add("empathy_up", "gauge", "1 when the short-term memory (Redis or mock) answers, else 0.",
-            [(None, 1 if redis_figures is not None else 0)])
-    out.add("empathy_memory_mode", "gauge", "The memory mode in use, as the mode label (redis, cluster or mock).",
-            [({"mode": memory.mode}, 1)])
-    if redis_figures is not None:
-        teams = redis_figures["teams"]
-        out.add("empathy_keys", "gauge", "Keys in the Redis database (DBSIZE).", [(None, redis_figures["keys"])])
-        out.add("empathy_tasks", "gauge", "Tasks per team and status.",
-                [({"team": t["team"], "status": s}, n) for t in teams for s, n in t["tasks"].items()])
-        out.add("empathy_tasks_completed_total", "counter", "Tasks completed per team (exact counter).",
-                [({"team": t["team"]}, t["completed_total"]) for t in teams])
-        out.add("empathy_tasks_failed_total", "counter", "Tasks failed per team (exact counter).",
-                [({"team": t["team"]}, t["failed_total"]) for t in teams])
-        out.add("empathy_agents_active", "gauge", "Agents with a recent heartbeat, per team.",
-                [({"team": t["team"]}, t["agents_active"]) for t in teams])
-        out.add("empathy_patterns_staged", "gauge", "Patterns waiting for a validator, per team.",
-                [({"team": t["team"]}, t["patterns_staged"]) for t in teams])
-        out.add("empathy_coordination_latency_seconds", "gauge",
-                "Added-to-claimed time of the team's most recently claimed task (first claims).",
-                [({"team": t["team"]}, t["coordination_last"]) for t in teams if t["coordination"]])
-        out.add("empathy_coordination_latency_p50_seconds", "gauge",
-                f"Median added-to-claimed time over the team's last {RECENT_TASKS} claimed tasks (first claims).",
-                [({"team": t["team"]}, t["coordination_p50"]) for t in teams if t["coordination"]])
-    try:
-        library = library_figures()
-    except DatabaseError:
-        library = None
-    if library is not None:
-        rows = library["teams"].values()
-        out.add("empathy_library_patterns", "gauge", "Patterns in the durable pattern library, per team.",
-                [({"team": r["team"]}, r["patterns"]) for r in rows])
-        out.add("empathy_library_lookups_total", "counter", "Pattern library look-ups, per team.",
-                [({"team": r["team"]}, r["lookups"]) for r in rows])
-        out.add("empathy_library_hits_total", "counter", "Pattern library look-ups that found a pattern, per team.",
-                [({"team": r["team"]}, r["hits"]) for r in rows])
-        out.add("empathy_pattern_reuse_rate", "gauge",
-                "Share of library look-ups that found a pattern, all teams (NaN before the first look-up).",
-                [(None, library["rate"])])
-    last, p50 = [], []
-    for key in PROBED:
-        values = [v for _, v in probe.series[key].samples()]
-        if values:
-            last.append(({"operation": key}, values[-1]))
-            p50.append(({"operation": key}, nearest_rank(values, 50)))
-    out.add("empathy_probe_latency_seconds", "gauge", "Latest probe round trip, per operation.", last)
-    out.add("empathy_probe_latency_p50_seconds", "gauge",
-            f"Median probe round trip over the last {WINDOW} rounds, per operation.", p50)
-    out.add("empathy_probe_runs_total", "counter", "Probe rounds run by this process.", [(None, probe.runs)])
-    out.add("empathy_probe_errors_total", "counter", "Probe rounds that failed in this process.",
-            [(None, probe.errors)])
-    return out.text()

@@ -12,7 +12,7 @@ from django.views.decorators.http import require_GET
 
 from empathy_os import AccessTier
 
-from . import metrics
+from . import metrics, metrics_exposition
 from .access import tier_required
 from .memory import get_memory
 
@@ -45,4 +45,4 @@ def prometheus(request):
         response = HttpResponse("metrics need a bearer token\n", status=401, content_type="text/plain")
         response["WWW-Authenticate"] = 'Bearer realm="metrics"'
         return response
-    return HttpResponse(metrics.prometheus_text(get_memory()), content_type=metrics.CONTENT_TYPE)
+    return HttpResponse(metrics_exposition.prometheus_text(get_memory()), content_type=metrics_exposition.CONTENT_TYPE)

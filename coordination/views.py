@@ -10,6 +10,7 @@ from django.template.loader import render_to_string
 from django.views.decorators.http import require_GET
 
 from empathy_os import AccessTier, MemoryUnavailableError
+from empathy_os.overview import read_overview
 
 from . import dashboard
 from .access import tier_required
@@ -32,9 +33,10 @@ TEAM_LIST_PARTIAL = "coordination/partials/team_list.html"
 
 
 def team_list_context(memory) -> dict:
-    """Every team with its agent and task counts, and the memory's figures (raises
+    """Every team with its agent and task counts, and the memory's figures, in one read (raises
     ``MemoryUnavailableError``). Synchronous: the consumer calls it in a worker thread."""
-    return {"stats": memory.get_stats(), "teams": dashboard.team_summaries(memory)}
+    overview = read_overview(memory)
+    return {"stats": overview["stats"], "teams": overview["teams"]}
 
 
 def render_team_list(memory) -> str:

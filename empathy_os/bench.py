@@ -22,11 +22,11 @@ from time import perf_counter_ns
 
 from redis.exceptions import RedisError
 
+from . import team_index
 from .coordinator import AgentCoordinator, AgentTask
 from .defaults import Config
 from .empathy import EmpathyOS
 from .exceptions import EmpathyError
-from .keys import teams_key
 from .patterns import StagedPattern
 from .redis_memory import RedisShortTermMemory, get_redis_memory
 
@@ -64,7 +64,7 @@ def cleanup(memory: RedisShortTermMemory, team_id: str, batch: int = 500) -> int
             chunk = []
     if chunk:
         deleted += client.unlink(*chunk)
-    client.zrem(teams_key(memory.config.key_prefix), team_id)  # an emptied index disappears with its last member
+    team_index.forget(memory, team_id)  # an emptied shard disappears with its last member
     return deleted
 
 

@@ -15,6 +15,7 @@ import time
 
 from redis.exceptions import ResponseError
 
+from . import team_index
 from .redis_memory import UNAVAILABLE, RedisShortTermMemory
 
 #: In cluster mode reads do not block: an idle reader looks again after this many ms.
@@ -95,9 +96,10 @@ class EventReader:
         while it is empty every stream known is kept; otherwise a stream whose team left the index
         was deleted with its team (``empathy_os.bench.cleanup``) and is forgotten, not made again."""
         try:
-            teams = set(self.memory.list_teams())
+            index = team_index.read(self.memory)
+            teams = set(index.teams)
             for key, team_id in list(self._streams.items()):
-                if teams and team_id not in teams:
+                if teams and index.complete and team_id not in teams:  # (a master down hides its shards)
                     del self._streams[key]
                 else:
                     self._create_group(key, "0")
@@ -106,24 +108,51 @@ class EventReader:
 
     def _read_each_stream(self) -> list:
         """Cluster mode: one XREADGROUP cannot span slots (a team's stream is in its own), and a
-        blocking read would hold up the other teams; so one non-blocking XREADGROUP per stream, all
-        in one pipeline (the cluster client sends each master its share at once)."""
-        pipe = self.memory.client.pipeline(transaction=False)
+        blocking read would hold up the other teams; so one non-blocking XREADGROUP per stream, in
+        one pipeline per master (a master that does not answer holds up its teams only)."""
+        replies = self._per_master(
+            lambda pipe, key: pipe.xreadgroup(self.group, self.consumer, {key: ">"}, count=self.count))
+        return [reply for key, replies in replies for reply in replies or ()]
+
+    def _per_master(self, command) -> list[tuple[str, object]]:
+        """``(key, reply)`` of ``command(pipeline, key)`` for each known stream, one pipeline per master
+        (cluster mode); the streams of a master that does not answer are left out, unless none answers."""
+        client = self.memory.client
+        by_node: dict[str, tuple] = {}
         for key in self._streams:
-            pipe.xreadgroup(self.group, self.consumer, {key: ">"}, count=self.count)
-        return [reply for replies in pipe.execute() if replies for reply in replies]
+            node = client.get_node_from_key(key)
+            by_node.setdefault(node.name, (node, []))[1].append(key)
+        out, failure = [], None
+        for node, keys in by_node.values():
+            pipe = client.get_redis_connection(node).pipeline(transaction=False)
+            for key in keys:
+                command(pipe, key)
+            try:
+                out += zip(keys, pipe.execute())
+            except UNAVAILABLE as exc:
+                failure = exc
+        if failure is not None and not out:
+            raise failure
+        return out
 
     def _claim_abandoned(self) -> list[tuple[str, str, dict]]:
         now = time.monotonic()
         if now - self._claimed_at < self.claim_idle_ms / 1000:
             return []
         self._claimed_at = now
-        out = []
-        for key, team_id in self._streams.items():
-            reply = self.memory.client.xautoclaim(key, self.group, self.consumer, self.claim_idle_ms, "0-0",
-                                                  count=self.count)
-            out += [(team_id, entry_id, fields) for entry_id, fields in reply[1] if fields]
-        return out
+
+        def claim(client, key):
+            return client.xautoclaim(key, self.group, self.consumer, self.claim_idle_ms, "0-0", count=self.count)
+
+        if self.memory.mode == "cluster":
+            replies = self._per_master(claim)
+        else:
+            pipe = self.memory.client.pipeline(transaction=False)
+            for key in self._streams:
+                claim(pipe, key)
+            replies = zip(self._streams, pipe.execute())
+        return [(self._streams[key], entry_id, fields)
+                for key, reply in replies for entry_id, fields in reply[1] if fields]
 
     def ack(self, events) -> None:
         """Acknowledge handled events (one XACK per team)."""

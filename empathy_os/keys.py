@@ -2,7 +2,7 @@
 
 Layout (``P`` is the configured prefix, ``T`` a team id)::
 
-    P:{global}:teams                       ZSET  team -> last activity (ms)
+    P:{teams:N}:teams                      ZSET  team -> first seen (ms); one shard of the team index
     P:{team:T}:events                      STREAM domain events (capped), what the dashboard relays
     P:{team:T}:mem:<agent>:<key>           STRING JSON working memory of one agent (TTL)
     P:{team:T}:agents                      HASH  agent -> JSON {capabilities, registered_at}
@@ -35,7 +35,11 @@ Layout (``P`` is the configured prefix, ``T`` a team id)::
     P:{client:C}:failures:<what>           STRING failed attempts of one client (e.g. bad tokens), EX window
 
 Every team key carries the hash tag ``{team:T}``, so all keys one operation touches live in one
-Redis Cluster slot. Lua scripts derive per-task and per-type keys from :meth:`TeamKeys.base`
+Redis Cluster slot. The team index is sharded over ``TEAM_INDEX_SHARDS`` keys (``team_index_keys``):
+shard ``i``'s tag hashes into the ``i``-th of as many equal ranges of cluster slots, and a team is
+listed in the shard of its own slot's range (``team_index_shard``), so no one slot is needed by every
+team and, on a cluster whose masters serve contiguous slot ranges, a team's entry usually lives on the
+master that holds its data. Lua scripts derive per-task and per-type keys from :meth:`TeamKeys.base`
 (passed in ARGV); such keys share the tag, so scripts stay single-slot.
 """
 
@@ -43,6 +47,8 @@ from __future__ import annotations
 
 import hashlib
 import re
+
+from redis.crc import REDIS_CLUSTER_HASH_SLOTS, key_slot
 
 from .exceptions import InvalidInputError
 
@@ -195,6 +201,26 @@ def token_cache_key(prefix: str, token_hash: str) -> str:
     return f"{prefix}:{{token:{token_hash}}}:credentials"
 
 
-def teams_key(prefix: str) -> str:
-    """The global index of teams (its own slot; written off the hot path)."""
-    return f"{prefix}:{{global}}:teams"
+#: Keys the team index is sharded over (changing it orphans the entries of the old shards).
+TEAM_INDEX_SHARDS = 16
+
+
+def _index_tag(shard: int) -> str:
+    """The first ``teams:<n>`` whose cluster slot falls in the ``shard``-th range of slots."""
+    n = 0
+    while key_slot(f"teams:{n}".encode()) * TEAM_INDEX_SHARDS // REDIS_CLUSTER_HASH_SLOTS != shard:
+        n += 1
+    return f"teams:{n}"
+
+
+_INDEX_TAGS = tuple(_index_tag(i) for i in range(TEAM_INDEX_SHARDS))
+
+
+def team_index_keys(prefix: str) -> tuple[str, ...]:
+    """The shards of the team index, in shard order."""
+    return tuple(f"{prefix}:{{{tag}}}:teams" for tag in _INDEX_TAGS)
+
+
+def team_index_shard(team: str) -> int:
+    """The shard a team is listed in: the one whose slot range holds the team's own slot."""
+    return key_slot(f"team:{team}".encode()) * TEAM_INDEX_SHARDS // REDIS_CLUSTER_HASH_SLOTS

@@ -244,7 +244,7 @@ def resolve_conflict(memory, credentials, conflict_id: str, resolution) -> Confl
 # semantics in ``pattern_lock.lua``, with the pattern.locked event in the same round trip); others see
 # who holds it and are refused until it is released or expires. ``promote_pattern`` and
 # ``reject_pattern`` check the lock in the decision's own script (another holder: ReviewLockedError,
-# nothing changes) and release it; :func:`check_review_lock` is the same check as a read, for a page.
+# nothing changes) and release it; pages show the holders (:func:`get_review_locks`).
 
 #: A review lock lasts this long unless its holder renews it (by taking it again) or releases it.
 REVIEW_LOCK_SECONDS = 120
@@ -314,19 +314,3 @@ def get_review_locks(memory, credentials, pattern_ids) -> dict[str, ReviewLock]:
         if holder is not None and remaining_ms > 0:
             locks[pattern_id] = ReviewLock(pattern_id, holder, now + remaining_ms / 1000)
     return locks
-
-
-def get_review_lock(memory, credentials, pattern_id: str) -> ReviewLock | None:
-    """The pattern's live review lock, or None."""
-    return get_review_locks(memory, credentials, [pattern_id]).get(pattern_id)
-
-
-def check_review_lock(memory, credentials, pattern_id: str) -> None:
-    """Raise :class:`ReviewLockedError` if a validator other than the caller holds the review lock.
-
-    Advisory (a read before the decision, see above): call it before ``promote_pattern`` or
-    ``reject_pattern`` so a validator does not decide a pattern another is reviewing.
-    """
-    lock = get_review_lock(memory, credentials, pattern_id)
-    if lock is not None and lock.holder != credentials.agent_id:
-        raise ReviewLockedError(lock)

@@ -21,7 +21,8 @@ from . import defaults
 from .codec import decode_json, encode_json, ms_to_seconds, positive_seconds
 from .defaults import Config
 from .exceptions import InvalidInputError, MemoryUnavailableError
-from .keys import TeamKeys, teams_key, token_cache_key, validate_id
+from . import team_index
+from .keys import TeamKeys, token_cache_key, validate_id
 from .ops import Pipe, Read, Run, op, read
 from .patterns import (
     create_conflict_context,
@@ -208,12 +209,8 @@ class RedisShortTermMemory:
         return MemoryUnavailableError(f"{where} did not answer ({type(exc).__name__}: {exc}); retry later")
 
     def _register_team(self, team_id: str) -> None:
-        # The team index lives in its own slot, so it is written apart from team data, once per
-        # process and team; ZADD NX keeps the first time the team was seen.
-        try:
-            self.client.zadd(teams_key(self.config.key_prefix), {team_id: int(time.time() * 1000)}, nx=True)
-        except UNAVAILABLE as exc:
-            raise self._unavailable(exc) from None
+        # The team index (team_index.py) is written apart from team data, once per process and team.
+        team_index.register(self, team_id)
         self._known_teams.add(team_id)
 
     def encode(self, value, what="value") -> str:
@@ -227,8 +224,9 @@ class RedisShortTermMemory:
             return False
 
     def list_teams(self) -> list[str]:
-        """Every team that has written anything, oldest first."""
-        return self.read(self.client.zrange, teams_key(self.config.key_prefix), 0, -1)
+        """Every team that has written anything, oldest first (on a cluster with a master down, the
+        teams listed on the others: see :func:`empathy_os.team_index.read`)."""
+        return team_index.read(self).teams
 
     # -- working memory -----------------------------------------------------------------------
 

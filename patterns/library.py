@@ -102,12 +102,15 @@ def rediscoveries(team_id: str, patterns) -> dict[str, str]:
     return {by_hash[h]: library_id for h, library_id in found}
 
 
-def search(team_id: str, q: str = "", pattern_type: str = "", limit: int = 50, count: bool = True):
-    """Library patterns matching ``q`` (name, description, code) and ``pattern_type``.
+def search(team_id: str | None, q: str = "", pattern_type: str = "", limit: int = 50, count: bool = True):
+    """Library patterns matching ``q`` (name, description, code) and ``pattern_type``, newest first:
+    of one team, or of every team (``team_id`` None; one query).
 
-    With ``count``, the look-up and each pattern returned are counted, for the reuse metric.
+    With ``count``, the look-up and each pattern returned are counted (for one team), for the reuse metric.
     """
-    found = LibraryPattern.objects.filter(team_id=team_id)
+    if team_id is None and count:
+        raise ValueError("a look-up is counted for one team: give team_id, or count=False")
+    found = LibraryPattern.objects.all() if team_id is None else LibraryPattern.objects.filter(team_id=team_id)
     if "\x00" in q + pattern_type:
         found = found.none()  # the library holds no NUL (see _record), and PostgreSQL refuses it in a query
     if q:

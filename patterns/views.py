@@ -20,19 +20,19 @@ from django.shortcuts import render
 from django.template.loader import render_to_string
 from django.views.decorators.http import require_GET, require_POST
 
-from coordination.access import credentials_for_user, human_agent_id, tier_required
+from coordination.access import credentials_for_user, display_name, human_agent_id, tier_required
+from coordination.errors import answer_for
 from coordination.memory import get_memory
 from empathy_os import (
     AccessDeniedError,
     AccessTier,
     ConflictError,
     EmpathyError,
-    InvalidInputError,
     MemoryUnavailableError,
-    NotFoundError,
     ReviewLock,
     ReviewLockedError,
     StagedPattern,
+    get_decision,
     get_review_locks,
     lock_pattern,
     unlock_pattern,
@@ -48,11 +48,6 @@ BULK_LIMIT = 200
 #: Most library patterns one search shows.
 LIBRARY_LIMIT = 100
 DECISIONS_PER_PAGE = 50
-
-
-def display_name(agent_id: str) -> str:
-    """People act as ``human-<username>`` in the library; show them by username."""
-    return agent_id.removeprefix("human-")
 
 
 @dataclass
@@ -124,16 +119,25 @@ def render_staged_list(user) -> str:
     return render_to_string("patterns/partials/staged_list.html", {"cards": review_queue(user)})
 
 
-def refusal(exc: Exception) -> tuple[int, str]:
-    """HTTP status and message for a decision or lock the library refused."""
+def refusal(exc: Exception, credentials=None, pattern_id: str | None = None) -> tuple[int, str]:
+    """HTTP status (``coordination.errors``) and what to tell the person, for a decision or lock on
+    ``pattern_id`` that the library refused. Agents are named by ``display_name``."""
+    status, _ = answer_for(exc)
     if isinstance(exc, ReviewLockedError):
         lock = exc.lock
-        return 409, f"{lock.pattern_id} is being reviewed by {display_name(lock.holder)}; wait for them to finish"
-    for cls, status in ((ConflictError, 409), (NotFoundError, 404), (AccessDeniedError, 403),
-                        (InvalidInputError, 400)):
-        if isinstance(exc, cls):
-            return status, str(exc).replace("human-", "")
-    return 503, f"the memory or the library is unavailable, try again ({exc})"
+        return status, f"{lock.pattern_id} is being reviewed by {display_name(lock.holder)}; wait for them to finish"
+    if isinstance(exc, ConflictError) and credentials is not None and pattern_id is not None:
+        try:
+            decided = get_decision(get_memory(), credentials, pattern_id)
+        except EmpathyError:
+            decided = None
+        if decided:
+            return status, f"pattern {pattern_id} was already {decided['decision']} by {display_name(decided['decided_by'])}"
+    if isinstance(exc, AccessDeniedError):
+        return status, "your access tier does not allow this"
+    if status == 503:
+        return status, f"the memory or the library is unavailable, try again ({exc})"
+    return status, str(exc)
 
 
 REFUSED = (EmpathyError, library.LibraryUnavailableError)
@@ -154,11 +158,11 @@ def review_message(message: str, status: int) -> HttpResponse:
     return HttpResponse(html, status=status)
 
 
-def decide(user, team_id: str, pattern_id: str, action: str, note: str) -> None:
-    """Approve or reject one pattern as ``user`` (raises what the library refuses: a review lock held
-    by someone else, a decision already made...). The decision releases the person's own lock."""
+def decide(credentials, pattern_id: str, action: str, note: str) -> None:
+    """Approve or reject one pattern as the person of ``credentials`` (raises what the library refuses:
+    a review lock held by someone else, a decision already made...). The decision releases the
+    person's own lock."""
     memory = get_memory()
-    credentials = credentials_for_user(user, team_id)
     if action == APPROVE:
         library.promote(memory, credentials, pattern_id, note)
     else:
@@ -168,11 +172,13 @@ def decide(user, team_id: str, pattern_id: str, action: str, note: str) -> None:
 def decide_and_answer(request, targets, action: str, note: str) -> HttpResponse:
     done, refused = [], []
     for team_id, pattern_id in targets:
+        credentials = None
         try:
-            decide(request.user, team_id, pattern_id, action, note)
+            credentials = credentials_for_user(request.user, team_id)
+            decide(credentials, pattern_id, action, note)
             done.append(pattern_id)
         except REFUSED as exc:
-            refused.append(refusal(exc))
+            refused.append(refusal(exc, credentials, pattern_id))
     verb = "Approved" if action == APPROVE else "Rejected"
     parts = [f"{verb} {', '.join(done)}."] if done else []
     parts += [message for _, message in refused]
@@ -235,10 +241,12 @@ def bulk(request):
 
 def lock_answer(request, change, team_id: str, pattern_id: str) -> HttpResponse:
     """Take or release a review lock as the person: 204, or the library's refusal as a message."""
+    credentials = None
     try:
-        change(get_memory(), credentials_for_user(request.user, team_id), pattern_id)
+        credentials = credentials_for_user(request.user, team_id)
+        change(get_memory(), credentials, pattern_id)
     except REFUSED as exc:
-        status, message = refusal(exc)
+        status, message = refusal(exc, credentials, pattern_id)
         return review_message(message, status)
     return HttpResponse(status=204)
 
@@ -270,9 +278,7 @@ def library_page(request):
     """Approved patterns of every team, searched by text (``q``) and type; look-ups by people are not
     counted toward reuse (only agents' are)."""
     q, pattern_type = request.GET.get("q", "").strip()[:200], request.GET.get("type", "").strip()[:128]
-    teams = LibraryPattern.objects.order_by("team_id").values_list("team_id", flat=True).distinct()
-    found = [p for team in teams for p in library.search(team, q, pattern_type, LIBRARY_LIMIT, count=False)]
-    found.sort(key=lambda p: p.promoted_at, reverse=True)
+    found = library.search(None, q, pattern_type, LIBRARY_LIMIT + 1, count=False)  # one query, every team
     patterns = found[:LIBRARY_LIMIT]
     for p in patterns:
         p.code_html = highlight_code(p.code, p.context)

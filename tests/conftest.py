@@ -75,6 +75,14 @@ def cluster_url(redis_cluster):
     return redis_cluster.url
 
 
+@pytest.fixture
+def private_redis():
+    """A redis-server of the test's own (free port), for a test that kills or restarts it; stopped after."""
+    server = RedisServer()
+    yield server
+    server.stop()
+
+
 def make_memory(backend: str, request, **kwargs) -> RedisShortTermMemory:
     if backend == "mock":
         client = fakeredis.FakeRedis(server=fakeredis.FakeServer(), decode_responses=True)
@@ -131,10 +139,10 @@ def memory_factory(backend, request):
 def probe(site_memory, monkeypatch):
     """A fresh metrics probe of the test's site memory, the one the metrics page and ``/metrics`` show
     (``site_memory`` comes from the test's directory)."""
-    from coordination import metrics
+    from coordination import metrics_probe
 
-    fresh = metrics.Probe(memory_getter=lambda: site_memory)
-    monkeypatch.setattr(metrics, "PROBE", fresh)
+    fresh = metrics_probe.Probe(memory_getter=lambda: site_memory)
+    monkeypatch.setattr(metrics_probe, "PROBE", fresh)
     return fresh
 
 

@@ -1,30 +1,108 @@
 """Test support: a private redis-server on a free port (never the machine's 6379), a Redis Cluster,
-a private PostgreSQL (never the machine's 5432), ``wait_until``, and people of a tier (``tier_user``,
-``logged_in``)."""
+a private PostgreSQL (never the machine's 5432), ``wait_until``, ``redis_calls`` (round trips counted),
+people of a tier (``tier_user``, ``logged_in``), and a JSON client for the agent API (``Api``,
+``assert_error``)."""
 
 from __future__ import annotations
 
+import json as jsonlib
 import os
 import shutil
 import socket
 import subprocess
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import quote
 
 import redis
 
 
-def wait_until(condition, timeout: float = 5.0, interval: float = 0.01):
-    """Poll ``condition`` until it returns something truthy; fail the test after ``timeout``."""
+def wait_until(condition, timeout: float = 5.0, interval: float = 0.01, message="condition not met in time"):
+    """Poll ``condition`` until it returns something truthy (returned); fail the test after ``timeout``
+    saying ``message`` (a string, or a callable called then: the state it saw)."""
     deadline = time.monotonic() + timeout
     while True:
         value = condition()
         if value:
             return value
-        assert time.monotonic() < deadline, "condition not met in time"
+        assert time.monotonic() < deadline, message() if callable(message) else message
         time.sleep(interval)
+
+@contextmanager
+def redis_calls(client):
+    """Count the round trips ``client`` (redis-py, fakeredis or a cluster client) makes inside the block:
+    yields a list that gets each command sent alone (its name) and ``"PIPELINE"`` per pipeline executed."""
+    calls: list[str] = []
+    send, make_pipeline = client.execute_command, client.pipeline
+
+    def execute_command(*args, **options):
+        calls.append(str(args[0]).upper())
+        return send(*args, **options)
+
+    def pipeline(*args, **options):
+        pipe = make_pipeline(*args, **options)
+        run = pipe.execute
+
+        def execute(*a, **kw):
+            calls.append("PIPELINE")
+            return run(*a, **kw)
+
+        pipe.execute = execute
+        return pipe
+
+    client.execute_command, client.pipeline = execute_command, pipeline
+    try:
+        yield calls
+    finally:
+        del client.execute_command, client.pipeline
+
+
+def busy_team(memory, team: str) -> None:
+    """A team with finished tasks (two completed, one failed), a pending one, an agent with an inbox
+    and a staged pattern: every figure of the team list and the metrics page."""
+    from empathy_os import AccessTier, AgentCoordinator, AgentCredentials, AgentTask, StagedPattern
+
+    coordinator = AgentCoordinator(memory, team)
+    coordinator.register_agent("worker", ["review"])
+    coordinator.add_tasks([AgentTask(f"task-{i}", "review") for i in range(4)])
+    for i in range(3):
+        task = coordinator.claim_task("worker")
+        if i < 2:
+            coordinator.complete_task(task.task_id, {"ok": True})
+        else:
+            coordinator.fail_task(task.task_id, "broken input")
+    sender = AgentCredentials("worker", AccessTier.CONTRIBUTOR, team)
+    memory.send_signal(sender, "ping", {"n": 1}, target_agent="worker")
+    memory.stage_pattern(sender, StagedPattern("staged_1", "worker", "optimization", "Staged", code="x()"))
+
+
+def review_lock_holder(memory, credentials, pattern_id: str) -> str | None:
+    """Who holds the review lock of one of the team's staged patterns (None: nobody)."""
+    from empathy_os import get_review_locks
+
+    lock = get_review_locks(memory, credentials, [pattern_id]).get(pattern_id)
+    return lock.holder if lock else None
+
+
+def calls_per_render(memory, render, sizes=(1, 12)) -> dict:
+    """``{n: (Redis calls, what render() returned)}`` with ``n`` busy teams (:func:`busy_team`), for each n."""
+    out, made = {}, 0
+    for n in sizes:
+        while made < n:
+            busy_team(memory, f"team{made}")
+            made += 1
+        with redis_calls(memory.client) as calls:
+            out[n] = (calls, render())
+    return out
+
+
+def expected_overview_calls(memory) -> list[str]:
+    """What one read of every team costs (``empathy_os.overview``): the team index, the teams' figures,
+    their inboxes and recent tasks (one pipeline each), DBSIZE, and INFO (not in mock mode)."""
+    return ["PIPELINE", "PIPELINE", "PIPELINE", "DBSIZE", *(["INFO"] if memory.mode != "mock" else [])]
+
 
 def tier_user(username: str, tier: str | None):
     """A new Django user in the group of ``tier`` ("observer", ... "steward"; None: in no tier group)."""
@@ -43,6 +121,77 @@ def logged_in(user, **client_options):
     client = Client(**client_options)
     client.force_login(user)
     return client
+
+
+#: Where the agent API lives; ``Api`` paths are relative to it unless they start with /api/.
+API = "/api/v1"
+
+
+def _token_of(token) -> str | None:
+    if token is None or isinstance(token, str):
+        return token
+    return token.token
+
+
+class Api:
+    """A JSON client for the agent API. Paths are relative to /api/v1 unless they start with /api/.
+
+    ``token`` is a token string or an :class:`Agent`; ``json`` is sent as the JSON body; ``data`` is
+    sent as is (bytes or str), for malformed bodies; ``headers`` are extra request headers.
+    """
+
+    def __init__(self, client=None):
+        from django.test import Client
+
+        self.client = client or Client(raise_request_exception=False)
+
+    def url(self, path: str) -> str:
+        return path if path.startswith("/api/") else API + path
+
+    def request(self, method: str, path: str, json=None, *, token=None, data=None, headers=None,
+                content_type: str = "application/json", **environ):
+        """``environ``: WSGI variables of the request as they are (``REMOTE_ADDR=...``)."""
+        extra = dict(environ)
+        token = _token_of(token)
+        if token is not None:
+            extra["HTTP_AUTHORIZATION"] = f"Bearer {token}"
+        for name, value in (headers or {}).items():
+            extra["HTTP_" + name.upper().replace("-", "_")] = value
+        if data is None and json is not None:
+            data = jsonlib.dumps(json)
+        call = getattr(self.client, method.lower())
+        if method.upper() in ("GET", "HEAD"):
+            return call(self.url(path), **extra)
+        return call(self.url(path), data if data is not None else b"", content_type=content_type, **extra)
+
+    def get(self, path, **kwargs):
+        return self.request("GET", path, **kwargs)
+
+    def post(self, path, json=None, **kwargs):
+        return self.request("POST", path, json, **kwargs)
+
+    def put(self, path, json=None, **kwargs):
+        return self.request("PUT", path, json, **kwargs)
+
+    def delete(self, path, json=None, **kwargs):
+        return self.request("DELETE", path, json, **kwargs)
+
+    def patch(self, path, json=None, **kwargs):
+        return self.request("PATCH", path, json, **kwargs)
+
+
+def assert_error(response, status, code: str | None = None) -> dict:
+    """``response`` has ``status`` (or one of a set of them) and the API's JSON error body; returns the body."""
+    statuses = status if isinstance(status, (set, frozenset, tuple)) else {status}
+    assert response.status_code in statuses, (response.status_code, response.content[:500])
+    assert response["Content-Type"].startswith("application/json"), response["Content-Type"]
+    body = response.json()
+    assert set(body) == {"error", "detail"}, body
+    assert isinstance(body["error"], str) and body["error"]
+    assert isinstance(body["detail"], str) and body["detail"]
+    if code is not None:
+        assert body["error"] == code, body
+    return body
 
 
 def free_port() -> int:

@@ -14,7 +14,7 @@ import threading
 import pytest
 from asgiref.sync import sync_to_async
 
-from coordination import consumers, metrics
+from coordination import consumers, metrics, metrics_probe
 from empathy_os import AgentCoordinator, AgentTask
 
 from .conftest import connect as open_socket
@@ -78,8 +78,8 @@ async def test_it_pushes_a_probe_round_to_a_connected_page(cookies, relay, probe
 async def test_it_pushes_the_rounds_of_the_probe_thread(cookies, relay, site_memory):
     communicator, _, _ = await connect(cookies["observer"])
     await communicator.receive_from(timeout=5)
-    probe = metrics.Probe(memory_getter=lambda: site_memory, interval=3600)
-    metrics.PROBE = probe  # restored by the ``probe`` fixture (via ``relay``)
+    probe = metrics_probe.Probe(memory_getter=lambda: site_memory, interval=3600)
+    metrics_probe.PROBE = probe  # restored by the ``probe`` fixture (via ``relay``)
     stop = threading.Event()
     thread = probe.start(stop)  # its first round runs at once
     try:
@@ -93,13 +93,13 @@ async def test_it_pushes_the_rounds_of_the_probe_thread(cookies, relay, site_mem
 
 
 async def test_it_shows_a_failed_probe_round(cookies, relay, site_memory):
-    class Broken(metrics.Probe):
+    class Broken(metrics_probe.Probe):
         def _measure(self):
             raise RuntimeError("no route to <redis>")
 
     communicator, _, _ = await connect(cookies["observer"])
     await communicator.receive_from(timeout=5)
-    metrics.PROBE = probe = Broken(memory_getter=lambda: site_memory)
+    metrics_probe.PROBE = probe = Broken(memory_getter=lambda: site_memory)
     await sync_to_async(probe.round, thread_sensitive=False)()
     update = await communicator.receive_from(timeout=5)
     assert "1 failed" in update and "last error: RuntimeError: no route to &lt;redis&gt;" in update

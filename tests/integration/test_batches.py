@@ -7,7 +7,7 @@ import pytest
 from empathy_os import AgentCoordinator, AgentTask, ConflictError, InvalidInputError, LeaseError, NotFoundError
 from empathy_os.aio import AsyncAgentCoordinator
 
-from .helpers import CommandCounter
+from tests.support import redis_calls
 
 
 @pytest.fixture
@@ -17,12 +17,12 @@ def coord(memory):
     return c
 
 
-def test_it_claims_the_n_best_tasks_in_claim_order_in_one_round_trip(coord, monkeypatch):
+def test_it_claims_the_n_best_tasks_in_claim_order_in_one_round_trip(coord):
     coord.add_tasks([AgentTask(f"t{i}", "review", priority=i % 3) for i in range(6)])
     assert coord.claim_tasks("w1", 3, "other_type") == []  # the script is loaded (once per server)
-    counter = CommandCounter(coord.memory.client, monkeypatch)
-    claimed = coord.claim_tasks("w1", 4)  # by capabilities
-    assert counter.commands == ["EVALSHA"]
+    with redis_calls(coord.memory.client) as calls:
+        claimed = coord.claim_tasks("w1", 4)  # by capabilities
+    assert calls == ["EVALSHA"]
     assert [t.task_id for t in claimed] == ["t2", "t5", "t1", "t4"]
     assert {(t.status, t.assigned_to, t.attempts) for t in claimed} == {("in_progress", "w1", 1)}
     assert [t.task_id for t in coord.claim_tasks("w1", 10, "review")] == ["t0", "t3"]
@@ -31,14 +31,14 @@ def test_it_claims_the_n_best_tasks_in_claim_order_in_one_round_trip(coord, monk
     assert coord.count_tasks()["in_progress"] == 6
 
 
-def test_it_completes_a_batch_in_one_round_trip_and_reports_each_task_on_its_own(coord, monkeypatch):
+def test_it_completes_a_batch_in_one_round_trip_and_reports_each_task_on_its_own(coord):
     coord.add_tasks([AgentTask(f"t{i}", "review") for i in range(4)])
     a, b, c, d = coord.claim_tasks("w1", 4, "review")
     coord.complete_task(d.task_id, None, "w1")
-    counter = CommandCounter(coord.memory.client, monkeypatch)
-    replies = coord.complete_tasks([(a.task_id, {"ok": 1}, a.lease_token), b, (c.task_id, None, "99"),
-                                    (d.task_id, None), ("missing", None)], "w1")
-    assert counter.commands == ["EVALSHA"]
+    with redis_calls(coord.memory.client) as calls:
+        replies = coord.complete_tasks([(a.task_id, {"ok": 1}, a.lease_token), b, (c.task_id, None, "99"),
+                                        (d.task_id, None), ("missing", None)], "w1")
+    assert calls == ["EVALSHA"]
     assert replies[:2] == ["w1", "w1"]
     assert isinstance(replies[2], LeaseError) and "stale" in str(replies[2])
     assert isinstance(replies[3], ConflictError) and "already completed" in str(replies[3])

@@ -20,7 +20,7 @@ from empathy_os import (
     get_redis_memory,
 )
 from empathy_os.events import EventReader
-from empathy_os.keys import teams_key
+from empathy_os.keys import team_index_keys
 from empathy_os.patterns import StagedPattern
 from tests.support import RedisClusterServer
 
@@ -183,22 +183,40 @@ def test_it_keeps_the_teams_of_the_other_masters_working_while_one_master_is_dow
     try:
         memory = RedisShortTermMemory(cluster.url)
         teams = teams_on_every_master(memory)
-        index = memory.client.get_node_from_key(teams_key(memory.config.key_prefix)).port
-        victim = next(node for node in cluster.nodes if node.port != index)
-        on_victim = [t for t in teams if memory.client.get_node_from_key(memory.team(t).events).port == victim.port]
+
+        def node_of(key):
+            return memory.client.get_node_from_key(key).port
+
+        shards = [node_of(key) for key in team_index_keys(memory.config.key_prefix)]
+        assert len(set(shards)) == 3  # the team index is on every master: none is needed by all teams
+        victim = max(cluster.nodes, key=lambda node: shards.count(node.port))  # the most shards
+        on_victim = [t for t in teams if node_of(memory.team(t).events) == victim.port]
         elsewhere = [t for t in teams if t not in on_victim]
         for team in teams:
             AgentCoordinator(memory, team).register_agent("a", ["x"])
+        relay = EventReader(memory, teams_refresh_s=0)
+        relay.read(block_ms=1)  # knows every team from now on
+        newcomer = next(f"new{i}" for i in range(1000) if node_of(memory.team(f"new{i}").events) != victim.port)
         victim.kill()
+
         for team in elsewhere:  # the first task of each: its script is loaded on that master only
             assert AgentCoordinator(memory, team).add_task(AgentTask("t1", "x"))
         for team in on_victim:
             with pytest.raises(MemoryUnavailableError):
                 AgentCoordinator(memory, team).add_task(AgentTask("t1", "x"))
+        # A team that appears now registers, and the relay finds it and relays its first events.
+        AgentCoordinator(memory, newcomer).register_agent("n", ["x"])
+        listed = memory.list_teams()
+        assert set(elsewhere) | {newcomer} <= set(listed) and not set(on_victim) & set(listed)
+        relayed = [(team, fields["kind"]) for team, _, fields in relay.read(block_ms=1)]
+        assert (newcomer, "agent.registered") in relayed
+        assert {(team, "task.added") for team in elsewhere} <= set(relayed)
+
         victim.start()
         cluster.wait_ok()
         for team in on_victim:
             assert AgentCoordinator(memory, team).add_task(AgentTask("t1", "x"))
+        assert sorted(memory.list_teams()) == sorted([*teams, newcomer])
         assert memory.get_stats()["tasks_pending"] == len(teams)
     finally:
         if memory is not None:

@@ -10,7 +10,9 @@ from empathy_os import (
 )
 from empathy_os.defaults import Config
 
-from .helpers import CommandCounter, creds
+from tests.support import redis_calls
+
+from .helpers import creds
 
 
 def test_it_stashes_and_retrieves_json(memory):
@@ -105,15 +107,15 @@ def test_it_refuses_deeply_nested_values(memory):
         memory.stash(creds("a"), "k", value)
 
 
-def test_it_changes_state_in_one_round_trip_with_its_event(memory, monkeypatch):
+def test_it_changes_state_in_one_round_trip_with_its_event(memory):
     me = creds("a")
     memory.stash(me, "warm", 1)  # the first write of a team also indexes the team, once,
     memory.forget(me, "warm")  # and each script is loaded on its first use
     events_before = memory.client.xlen(memory.team("t1").events)
-    counter = CommandCounter(memory.client, monkeypatch)
-    memory.stash(me, "k", {"v": 1})
-    memory.forget(me, "k")
-    assert counter.commands == ["EVALSHA", "EVALSHA"]
+    with redis_calls(memory.client) as calls:
+        memory.stash(me, "k", {"v": 1})
+        memory.forget(me, "k")
+    assert calls == ["EVALSHA", "EVALSHA"]
     events = memory.read_events("t1")[events_before:]
     assert [(e["kind"], e["agent"], e["key"]) for e in events] == [
         ("memory.stashed", "a", "k"), ("memory.forgotten", "a", "k")]

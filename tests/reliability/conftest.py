@@ -1,5 +1,6 @@
-"""Fixtures of the reliability tests: private redis-servers of their own (they kill them), and a
-``forkserver`` context whose server has the worker module imported (replacing a killed worker is fast)."""
+"""Fixtures of the reliability tests: a redis-server run from the shipped config (``production_redis``),
+and a ``forkserver`` context whose server has the worker module imported (replacing a killed worker is
+fast). A plain redis-server of a test's own is ``private_redis`` (tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -37,19 +38,6 @@ def production_redis():
     server = ConfiguredRedisServer()
     yield server
     server.stop()
-
-
-@pytest.fixture(scope="module")
-def soak_redis():
-    """A redis-server for one test module (the soak runs on a server nobody else writes to)."""
-    server = RedisServer()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def soak_url(soak_redis):
-    return soak_redis.flush()
 
 
 @pytest.fixture(scope="session")

@@ -14,7 +14,6 @@ import time
 
 import pytest
 import redis
-from django.test import Client
 
 from coordination import demo
 from coordination.memory import memory_in_use
@@ -32,6 +31,7 @@ from empathy_os import (
     restore_staged_pattern,
 )
 from empathy_os.exceptions import ConflictError, StagingFullError
+from tests.support import Api
 
 TEAM = "bounded"
 #: Entries one stream node holds at most (redis' default ``stream-node-max-entries``): approximate trimming
@@ -313,11 +313,11 @@ def test_it_answers_409_staging_full_and_stores_nothing(memory_factory):
     memory = memory_factory(config=Config(staged_pattern_limit=1))
     with memory_in_use(memory):
         token, _ = issue_token("agent_a", TEAM, "contributor")
-        client = Client(HTTP_AUTHORIZATION=f"Bearer {token}")
+        api = Api()
 
         def stage(pattern_id):
             body = {"pattern_id": pattern_id, "pattern_type": "style", "name": "A name", "description": "d"}
-            return client.post("/api/v1/patterns/staged", json.dumps(body), content_type="application/json")
+            return api.post("/patterns/staged", body, token=token)
 
         assert stage("p0").status_code == 201
         refused = stage("p1")
@@ -420,13 +420,13 @@ def test_it_tells_growth_from_a_plateau():
 
 @pytest.mark.soak
 @pytest.mark.django_db(transaction=True)
-def test_it_keeps_redis_memory_flat_under_the_demo_workload_after_warm_up(soak_url):
-    """The demo's seven agents at 50x speed for 72 s (an hour of demo time) on a private redis-server, with
+def test_it_keeps_redis_memory_flat_under_the_demo_workload_after_warm_up(redis_url):
+    """The demo's seven agents at 50x speed for 72 s (an hour of demo time) on the session's redis-server (flushed), with
     12-second age limits and small count limits (SOAK_CONFIG). Criterion (:func:`flat_after_warmup`): after
     a warm-up third, the last third's mean used_memory, used_memory_dataset and key count (above the empty
     server's) are within 20% of the middle third's. With the default limits (a day, 10,000 entries) the
     same run grows (measured ratios 1.29-1.33 for used_memory, 1.43-1.52 for keys) and fails it."""
-    result = run_soak(soak_url, SOAK_CONFIG)
+    result = run_soak(redis_url, SOAK_CONFIG)
     flat, figures = flat_after_warmup(result["baseline"], result["samples"])
     print(json.dumps({"baseline": result["baseline"], "completed": result["completed"], "figures": figures,
                       "samples": result["samples"]}))

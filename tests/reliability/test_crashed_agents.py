@@ -189,14 +189,14 @@ def events(history, kind):
 
 
 @pytest.mark.soak
-def test_it_keeps_every_task_exactly_once_while_workers_are_killed_and_stall(soak_url, worker_context, tmp_path):
-    memory = RedisShortTermMemory(soak_url, config=Config(task_lease_seconds=LEASE_SECONDS,
+def test_it_keeps_every_task_exactly_once_while_workers_are_killed_and_stall(redis_url, worker_context, tmp_path):
+    memory = RedisShortTermMemory(redis_url, config=Config(task_lease_seconds=LEASE_SECONDS,
                                                           task_max_attempts=MAX_ATTEMPTS))
     coordinator = AgentCoordinator(memory, TEAM)
     tasks = list(soak_tasks())
     for start in range(0, TASKS, 500):
         assert all(coordinator.add_tasks(tasks[start:start + 500]))
-    soak = Soak(soak_url, worker_context, tmp_path)
+    soak = Soak(redis_url, worker_context, tmp_path)
     duration = run_soak(coordinator, soak)
 
     ledger = read_ledgers(tmp_path)

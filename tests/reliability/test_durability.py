@@ -34,7 +34,7 @@ from empathy_os import (
 )
 from patterns import library
 from patterns.models import LibraryPattern, PatternDecision
-from tests.support import RedisServer, logged_in, tier_user
+from tests.support import RedisServer, logged_in, tier_user, wait_until
 
 TEAM = "durable"
 AGENTS = 3
@@ -119,8 +119,7 @@ def drive_and_kill(server) -> tuple[Traffic, float]:
     started = time.monotonic()
     for thread in threads:
         thread.start()
-    while traffic.acks < ACKS_BEFORE_KILL and any(t.is_alive() for t in threads):
-        time.sleep(0.005)
+    wait_until(lambda: traffic.acks >= ACKS_BEFORE_KILL or not any(t.is_alive() for t in threads), 60, 0.005)
     server.kill()
     traffic.seconds = time.monotonic() - started
     for thread in threads:
@@ -246,14 +245,12 @@ def test_it_detects_lost_writes_when_persistence_is_off():
 
 
 @pytest.fixture
-def site_on_private_redis():
+def site_on_private_redis(private_redis):
     """The site's memory on a redis-server of the test's own (the test kills it)."""
-    server = RedisServer()
-    memory = RedisShortTermMemory(server.url)
+    memory = RedisShortTermMemory(private_redis.url)
     with memory_in_use(memory):
-        yield server, memory
+        yield private_redis, memory
     memory.client.close()
-    server.stop()
 
 
 def observer_client() -> Client:

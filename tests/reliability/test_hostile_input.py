@@ -9,12 +9,10 @@ the number of examples run is printed at the end of the module (``pytest -s``).
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 
 import fakeredis
 import pytest
-from django.test import Client
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -33,6 +31,7 @@ from empathy_os import (
     ValueTooLargeError,
 )
 from empathy_os.keys import ID_PATTERN
+from tests.support import Api, assert_error
 
 TEAM = "hostile"
 LIMIT = 64 * 1024  # a small max_value_bytes keeps oversize examples cheap
@@ -231,19 +230,13 @@ def api_memory(transactional_db):
 
 
 def send(method: str, path: str, body, token: str):
-    client = Client(raise_request_exception=False)
-    data = body if isinstance(body, (bytes, str)) else json.dumps(body)
-    call = getattr(client, method.lower())
-    if method == "GET":
-        return call("/api/v1" + path, HTTP_AUTHORIZATION=f"Bearer {token}")
-    return call("/api/v1" + path, data, content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {token}")
+    """``body``: JSON data, or the raw text of a body (bytes or str)."""
+    raw = isinstance(body, (bytes, str))
+    return Api().request(method, path, None if raw else body, data=body if raw else None, token=token)
 
 
 def assert_json_error(response, statuses) -> dict:
-    assert response.status_code in statuses, (response.status_code, response.content[:300])
-    assert response["Content-Type"].startswith("application/json")
-    body = response.json()
-    assert set(body) == {"error", "detail"} and body["detail"], body
+    body = assert_error(response, statuses)
     assert "Traceback" not in body["detail"] and "RecursionError" not in body["detail"]
     return body
 

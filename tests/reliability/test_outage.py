@@ -20,7 +20,6 @@ from collections import Counter
 
 import pytest
 import redis
-from django.test import Client
 
 from coordination.bench_live import SiteServer
 from coordination.memory import memory_in_use
@@ -44,19 +43,11 @@ from empathy_os import (
     reject_pattern,
 )
 from empathy_os.events import EventReader
-from tests.support import RedisServer
+from tests.support import Api, wait_until
 
 TEAM = "outage"
 #: A failure criterion, not a target: recovery is expected within about a second of Redis answering.
 RECOVERY_BOUND_S = 10.0
-
-
-@pytest.fixture
-def outage_redis():
-    """A redis-server of this test's own (the test kills it)."""
-    server = RedisServer()
-    yield server
-    server.stop()
 
 
 class World:
@@ -202,20 +193,17 @@ class Traffic:
     def wait_until(self, condition, what: str, timeout: float = RECOVERY_BOUND_S) -> float:
         """Wait for ``condition()`` (checked every few ms); returns the seconds it took."""
         start = time.monotonic()
-        while not condition():
-            if time.monotonic() - start > timeout:
-                raise AssertionError(f"traffic: {what} not within {timeout} s "
-                                     f"(successes {self.successes}, failures {self.failures}, {dict(self.errors)})")
-            time.sleep(0.002)
+        wait_until(condition, timeout, 0.002, lambda: f"traffic: {what} not within {timeout} s (successes "
+                                                      f"{self.successes}, failures {self.failures}, {dict(self.errors)})")
         return time.monotonic() - start
 
 
-def test_it_raises_memory_unavailable_for_every_operation_while_redis_is_down(outage_redis):
-    memory = RedisShortTermMemory(outage_redis.url)
+def test_it_raises_memory_unavailable_for_every_operation_while_redis_is_down(private_redis):
+    memory = RedisShortTermMemory(private_redis.url)
     world = World(memory)
     with Traffic(memory) as traffic:
         traffic.wait_until(lambda: min(traffic.successes) >= 20, "warm-up")
-        outage_redis.kill()
+        private_redis.kill()
         failed_before = list(traffic.failures)
         traffic.wait_until(lambda: all(f > b for f, b in zip(traffic.failures, failed_before)),
                            "every agent sees the outage")
@@ -224,7 +212,7 @@ def test_it_raises_memory_unavailable_for_every_operation_while_redis_is_down(ou
             with pytest.raises(Exception) as caught:
                 operation(world)
             raised[name] = caught.value
-        outage_redis.start()
+        private_redis.start()
         back = time.monotonic()
         recovered = traffic.wait_until(lambda: min(traffic.last_success) > back, "every agent works again")
         traffic.wait_until(lambda: min(traffic.successes) >= 40, "the traffic goes on")
@@ -246,8 +234,8 @@ def test_it_raises_memory_unavailable_for_every_operation_while_redis_is_down(ou
     assert TEAM in memory.list_teams()  # the team index, lost with the data, was written again
 
 
-def test_it_raises_memory_unavailable_in_a_blocked_receive_when_redis_dies(outage_redis):
-    memory = RedisShortTermMemory(outage_redis.url)
+def test_it_raises_memory_unavailable_in_a_blocked_receive_when_redis_dies(private_redis):
+    memory = RedisShortTermMemory(private_redis.url)
     agent = EmpathyOS("sleeper", memory, team_id=TEAM)
     agent.receive_signals()
     outcome = {}
@@ -260,13 +248,12 @@ def test_it_raises_memory_unavailable_in_a_blocked_receive_when_redis_dies(outag
 
     waiter = threading.Thread(target=wait_for_signals)
     waiter.start()
-    observer = redis.Redis(port=outage_redis.port)
-    deadline = time.monotonic() + RECOVERY_BOUND_S
-    while not any(c.get("cmd") == "xread" for c in observer.client_list()):  # the receive is blocked in XREAD
-        assert time.monotonic() < deadline and waiter.is_alive(), outcome
-        time.sleep(0.01)
+    observer = redis.Redis(port=private_redis.port)
+    wait_until(lambda: not waiter.is_alive() or any(c.get("cmd") == "xread" for c in observer.client_list()),
+               RECOVERY_BOUND_S, message=lambda: outcome)  # the receive is blocked in XREAD
+    assert waiter.is_alive(), outcome
     observer.close()
-    outage_redis.kill()
+    private_redis.kill()
     waiter.join(RECOVERY_BOUND_S)
     assert not waiter.is_alive()
     assert "value" not in outcome
@@ -277,9 +264,9 @@ def test_it_raises_memory_unavailable_in_a_blocked_receive_when_redis_dies(outag
 
 
 @pytest.fixture
-def api_on_outage_redis(outage_redis, transactional_db):
+def api_on_private_redis(private_redis, transactional_db):
     """The site's memory on the test's own redis-server; tokens of a contributor and a validator."""
-    memory = RedisShortTermMemory(outage_redis.url)
+    memory = RedisShortTermMemory(private_redis.url)
     with memory_in_use(memory):
         tokens = {tier: issue_token(f"{tier}-1", TEAM, tier, created_by="tests")[0] for tier in ("contributor", "validator")}
         yield memory, tokens
@@ -320,23 +307,14 @@ API_CALLS = [
 ]
 
 
-def call_api(client: Client, method: str, path: str, body, token: str | None):
-    extra = {"HTTP_AUTHORIZATION": f"Bearer {token}"} if token else {}
-    url = "/api/v1" + path
-    if method == "GET":
-        return client.get(url, **extra)
-    data = json.dumps(body) if body is not None else b""
-    return getattr(client, method.lower())(url, data, content_type="application/json", **extra)
-
-
-def test_it_answers_503_with_retry_after_while_redis_is_down(outage_redis, api_on_outage_redis):
-    memory, tokens = api_on_outage_redis
-    client = Client(raise_request_exception=False)
-    assert call_api(client, "GET", "/health", None, None).status_code == 200
-    outage_redis.kill()
+def test_it_answers_503_with_retry_after_while_redis_is_down(private_redis, api_on_private_redis):
+    memory, tokens = api_on_private_redis
+    api = Api()
+    assert api.get("/health").status_code == 200
+    private_redis.kill()
     wrong = []
     for method, path, body, tier in API_CALLS:
-        response = call_api(client, method, path, body, tokens.get(tier))
+        response = api.request(method, path, body, token=tokens.get(tier))
         problem = None
         if response.status_code != 503:
             problem = f"status {response.status_code}: {response.content[:200]!r}"
@@ -350,13 +328,12 @@ def test_it_answers_503_with_retry_after_while_redis_is_down(outage_redis, api_o
             wrong.append(f"{method} {path}: {problem}")
     assert wrong == []
 
-    outage_redis.start()
+    private_redis.start()
     back = time.monotonic()
-    while call_api(client, "GET", "/stats", None, tokens["contributor"]).status_code != 200:
-        assert time.monotonic() - back < RECOVERY_BOUND_S, "the API did not recover"
-        time.sleep(0.005)
+    wait_until(lambda: api.get("/stats", token=tokens["contributor"]).status_code == 200, RECOVERY_BOUND_S, 0.005,
+               "the API did not recover")
     recovered = time.monotonic() - back
-    added = call_api(client, "POST", "/tasks", {"task_id": "t-2", "task_type": "review"}, tokens["validator"])
+    added = api.post("/tasks", {"task_id": "t-2", "task_type": "review"}, token=tokens["validator"])
     assert added.status_code == 201, added.content
     print(f"\noutage (API in process): {len(API_CALLS)} endpoints answered 503 + Retry-After; "
           f"first 200 {recovered * 1000:.1f} ms after Redis answered")
@@ -375,20 +352,19 @@ def http_get(port: int, path: str) -> tuple[int, dict, bytes]:
         conn.close()
 
 
-def test_it_recovers_without_restarting_the_server_process(outage_redis):
-    site = SiteServer(outage_redis.url, {}, "unused-password-1")
+def test_it_recovers_without_restarting_the_server_process(private_redis):
+    site = SiteServer(private_redis.url, {}, "unused-password-1")
     try:
         pid = site.process.pid
         assert http_get(site.port, "/api/v1/health")[0] == 200
-        outage_redis.kill()
+        private_redis.kill()
         status, headers, body = http_get(site.port, "/api/v1/health")
         assert status == 503 and headers.get("Retry-After", "").isdigit(), (status, headers, body)
         assert json.loads(body)["error"] == "memory_unavailable"
-        outage_redis.start()
+        private_redis.start()
         back = time.monotonic()
-        while http_get(site.port, "/api/v1/health")[0] != 200:
-            assert time.monotonic() - back < RECOVERY_BOUND_S, f"the site did not recover:\n{site.log_tail()}"
-            time.sleep(0.005)
+        wait_until(lambda: http_get(site.port, "/api/v1/health")[0] == 200, RECOVERY_BOUND_S, 0.005,
+                   lambda: f"the site did not recover:\n{site.log_tail()}")
         recovered = time.monotonic() - back
         assert site.process.poll() is None and site.process.pid == pid
         assert "Traceback" not in site.log_tail(100_000), site.log_tail()
@@ -398,24 +374,26 @@ def test_it_recovers_without_restarting_the_server_process(outage_redis):
         site.stop()
 
 
-def test_it_relays_the_first_change_made_after_a_restart(outage_redis):
-    agents = RedisShortTermMemory(outage_redis.url)
+def test_it_relays_the_first_change_made_after_a_restart(private_redis):
+    agents = RedisShortTermMemory(private_redis.url)
     lead = AgentCoordinator(agents, TEAM)
     lead.register_agent("alpha", ["review"])
-    reader = EventReader(RedisShortTermMemory(outage_redis.url), teams_refresh_s=0)
+    reader = EventReader(RedisShortTermMemory(private_redis.url), teams_refresh_s=0)
     reader.read(block_ms=1)  # the relay has joined the team's stream
     lead.add_task(AgentTask("before", "review"))
     assert "before" in [fields.get("task") for _, _, fields in reader.read(block_ms=100)]
-    outage_redis.kill()
+    private_redis.kill()
     with pytest.raises(MemoryUnavailableError):
         reader.read(block_ms=1)
-    outage_redis.start()
+    private_redis.start()
     lead.add_task(AgentTask("after", "review"))  # at once: before the relay is back on the empty server
     relayed = []
-    deadline = time.monotonic() + RECOVERY_BOUND_S
-    while "after" not in relayed:
-        assert time.monotonic() < deadline, f"the relay never saw the change (saw {relayed})"
-        relayed += [fields.get("task") for _, _, fields in reader.read(block_ms=50)]
+
+    def relayed_after():
+        relayed.extend(fields.get("task") for _, _, fields in reader.read(block_ms=50))
+        return "after" in relayed
+
+    wait_until(relayed_after, RECOVERY_BOUND_S, 0, lambda: f"the relay never saw the change (saw {relayed})")
     assert TEAM in agents.list_teams()
     agents.client.close()
     reader.memory.client.close()

@@ -22,7 +22,7 @@ from empathy_os import Config, RedisShortTermMemory
 from empathy_os.keys import failures_key
 from empathy_os.ratelimit import FailureLimiter
 from empathy_site.asgi import application
-from tests.support import RedisServer
+from tests.support import Api
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -53,11 +53,8 @@ def token():
     return issue_token("agent-1", TEAM, "contributor", created_by="tests")[0]
 
 
-def get(path: str, token: str | None = None, client_ip: str = "10.0.0.1", client: Client | None = None):
-    extra = {"REMOTE_ADDR": client_ip}
-    if token is not None:
-        extra["HTTP_AUTHORIZATION"] = f"Bearer {token}"
-    return (client or Client(raise_request_exception=False)).get(path, **extra)
+def get(path: str, token: str | None = None, client_ip: str = "10.0.0.1"):
+    return Api().get(path, token=token, REMOTE_ADDR=client_ip)
 
 
 # -- token brute force --------------------------------------------------------------------------------
@@ -102,17 +99,15 @@ def test_it_hashes_client_names_that_are_not_addresses(site_memory):
     assert failures_key("empathy", "token", "::1") == "empathy:{client:::1}:failures:token"
 
 
-def test_it_refuses_bad_tokens_with_503_when_redis_cannot_count_them(transactional_db, token):
-    server = RedisServer()
-    memory = RedisShortTermMemory(server.url, config=Config(auth_failure_limit=LIMIT))
+def test_it_refuses_bad_tokens_with_503_when_redis_cannot_count_them(transactional_db, token, private_redis):
+    memory = RedisShortTermMemory(private_redis.url, config=Config(auth_failure_limit=LIMIT))
     with memory_in_use(memory):
         try:
-            server.kill()
+            private_redis.kill()
             response = get("/api/v1/stats", "emp_guess")
             assert response.status_code == 503 and response["Retry-After"].isdigit()
         finally:
             memory.client.close()
-            server.stop()
 
 
 # -- tokens never logged ------------------------------------------------------------------------------
@@ -123,16 +118,12 @@ def test_it_never_logs_a_token(site_memory, token, caplog):
     revoked = issue_token("agent-2", TEAM, "contributor", created_by="tests")[0]
     revoke_tokens("agent-2", TEAM)
     bad = "emp_" + "Z" * 43
-    client = Client(raise_request_exception=False)
-    calls = [("GET", "/api/v1/stats"), ("GET", "/api/v1/nowhere"), ("POST", "/api/v1/tasks"),
-             ("PUT", "/api/v1/memory/k"), ("GET", "/api/v1/tasks/no-such-task"), ("GET", "/api/v1/memory/bad%20id")]
+    api = Api()
+    calls = [("GET", "/stats"), ("GET", "/nowhere"), ("POST", "/tasks"),
+             ("PUT", "/memory/k"), ("GET", "/tasks/no-such-task"), ("GET", "/memory/bad%20id")]
     for secret in (token, revoked, bad):
         for method, path in calls:
-            headers = {"HTTP_AUTHORIZATION": f"Bearer {secret}"}
-            if method == "GET":
-                client.get(path, **headers)
-            else:
-                getattr(client, method.lower())(path, "{not json", content_type="application/json", **headers)
+            api.request(method, path, data="{not json", token=secret)
     for _ in range(LIMIT + 1):  # the rate limiter's refusals too
         get("/api/v1/stats", bad)
     assert caplog.records, "nothing was logged: the test would prove nothing"

@@ -23,9 +23,9 @@ from coordination.memory import memory_in_use
 from coordination.models import AgentToken
 from empathy_os import AccessTier, AgentCredentials, RedisShortTermMemory
 from patterns.models import LibraryLookup, LibraryPattern, PatternDecision
-from tests.support import RedisServer
+from tests.support import Api, RedisServer, assert_error
 
-from .conftest import TEAM, Api, assert_error
+from .conftest import TEAM
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from tests.site.conftest import assert_error
+from tests.support import assert_error
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -17,8 +17,9 @@ from typing import Callable, Optional
 import pytest
 
 from empathy_os import AccessTier, AgentCoordinator, AgentCredentials, AgentTask, StagedPattern, TeamSession
+from tests.support import assert_error
 
-from .conftest import TEAM, TIERS, assert_error
+from .conftest import TEAM, TIERS
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

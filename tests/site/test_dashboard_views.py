@@ -7,10 +7,10 @@ import time
 
 import pytest
 
-from coordination import dashboard
+from coordination import dashboard, views
 from coordination.relay import relayed
 from empathy_os import AccessTier, AgentCoordinator, AgentCredentials, AgentTask, RedisShortTermMemory, TeamSession
-from tests.support import free_port, tier_user
+from tests.support import calls_per_render, expected_overview_calls, free_port, tier_user
 
 TIERS = ("observer", "contributor", "validator", "steward")
 TEAM = "review_team"
@@ -105,6 +105,12 @@ def test_it_lists_teams_with_counts_for_every_tier(as_user, team, site_memory, t
     assert cells[0].startswith("2 ")  # agents (2 active)
     assert cells[1:] == ["2", "1", "1", "1"]  # pending, in progress, completed, failed
     assert f'id="memory-mode">{site_memory.mode}</strong>' in html
+
+
+def test_it_reads_the_team_list_in_a_fixed_number_of_redis_calls(site_memory):
+    for teams, (calls, html) in calls_per_render(site_memory, lambda: views.render_team_list(site_memory)).items():
+        assert html.count('<a id="team-team') == teams
+        assert calls == expected_overview_calls(site_memory)
 
 
 def test_it_says_when_there_is_no_team_yet(as_user, site_memory):

@@ -17,9 +17,7 @@ from django.test import Client
 from empathy_os import AccessTier, AgentCredentials, ConflictError, RedisShortTermMemory, StagedPattern
 from patterns import library
 from patterns.models import LibraryPattern, PatternDecision
-from tests.support import free_port, logged_in, tier_user
-
-from .conftest import Api, assert_error
+from tests.support import Api, assert_error, free_port, logged_in, tier_user
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

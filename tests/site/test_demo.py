@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from django.contrib.auth import get_user_model
 
-from coordination import demo
+from coordination import demo, demo_work
 from coordination.management.commands.serve import demo_enabled, ensure_demo_users
 from coordination.servers import DEFAULT_SERVER, SERVERS
 from empathy_os import AccessTier, AgentCoordinator, AgentCredentials, get_session_info, list_sessions
@@ -128,7 +128,7 @@ def test_it_fails_tasks_with_a_reason_and_tells_the_lead(memory, review):
     task = AgentCoordinator(memory, REVIEW).get_task(task_id)
     assert task.status in ("failed", "pending")  # pending: it asked for a retry
     history = AgentCoordinator(memory, REVIEW).get_task_history(task_id)
-    assert any(e.get("reason") in demo.FAILURE_REASONS for e in history)
+    assert any(e.get("reason") in demo_work.FAILURE_REASONS for e in history)
     received = lead.coordinator.receive_signals("task_failed")
     assert [s["data"]["task_id"] for s in received] == [task_id]
 
@@ -159,7 +159,7 @@ def test_it_consults_the_library_before_staging(memory, review):
     lead.open_review()
     worker.step()
     task = worker.task
-    classic, other = demo.PATTERNS["performance_review"][0], demo.PATTERNS["performance_review"][1]
+    classic, other = demo_work.PATTERNS["performance_review"][0], demo_work.PATTERNS["performance_review"][1]
     assert worker.discover_pattern(task, spec=classic) == "reused"  # the seeded library has it
     assert worker.discover_pattern(task, spec=other) == "staged"
     lookups = LibraryLookup.objects.get(team_id=REVIEW)
@@ -187,21 +187,23 @@ def test_it_stages_a_pattern_with_a_script_tag_in_its_code(memory, review):
     actors["lead_reviewer"].open_review()
     worker = actors["security_agent"]
     worker.step()
-    spec = next(p for p in demo.PATTERNS["security_review"] if "<script>" in (p["code"] or ""))
+    spec = next(p for p in demo_work.PATTERNS["security_review"] if "<script>" in (p["code"] or ""))
     assert worker.discover_pattern(worker.task, spec=spec) == "staged"
     staged = memory.get_staged_patterns(AgentCredentials("v", AccessTier.VALIDATOR, REVIEW))
     assert "<script>" in staged[0].code
 
 
-def test_it_stops_staging_when_the_review_queue_is_full(memory, review, monkeypatch):
-    monkeypatch.setattr(demo, "MAX_STAGED", 1)
-    d, actors = review
+def test_it_stops_staging_when_the_review_queue_is_full(memory, db):
+    d = demo.Demo(memory, seed=7, teams=demo.TEAMS[:1], max_staged=1)
+    actors = {actor.agent_id: actor for actor in d.actors}
     actors["lead_reviewer"].open_review()
     worker = actors["style_agent"]
     worker.step()
-    first, second = demo.PATTERNS["style_review"][1], demo.PATTERNS["style_review"][2]
+    first, second = demo_work.PATTERNS["style_review"][1], demo_work.PATTERNS["style_review"][2]
     assert worker.discover_pattern(worker.task, spec=first) == "staged"
     assert worker.discover_pattern(worker.task, spec=second) == "queue full"
+    assert len(memory.get_staged_patterns(AgentCredentials("v", AccessTier.VALIDATOR, REVIEW))) == 1
+    assert memory.config.staged_pattern_limit > 1  # the site's own agents keep the site's limit
 
 
 def test_it_seeds_each_library_once(memory):

@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from coordination import metrics
+from coordination import metrics, metrics_exposition, metrics_probe
 from coordination.memory import memory_in_use
 from empathy_os import (
     AccessTier,
@@ -20,7 +20,7 @@ from empathy_os import (
 )
 from empathy_os.bench import nearest_rank
 from patterns import library
-from tests.support import RedisServer, tier_user
+from tests.support import RedisServer, calls_per_render, expected_overview_calls, redis_calls, tier_user
 
 PAGE = "/metrics/dashboard/"
 SCRAPE = "/metrics"
@@ -182,6 +182,16 @@ def test_it_charts_the_coordination_latency_of_real_tasks(login, probe, site_mem
     assert re.search(r"<td>[0-9.]+ (ms|s)</td>", row)
 
 
+def test_it_reads_every_team_in_a_fixed_number_of_redis_calls(site_memory, probe, db):
+    renders = calls_per_render(site_memory, lambda: "".join(metrics.render_parts(site_memory, metrics.ROUND_PARTS)))
+    for teams, (calls, html) in renders.items():
+        assert html.count('<tr id="metrics-team-team') == teams
+        assert calls == expected_overview_calls(site_memory)
+    with redis_calls(site_memory.client) as live:  # a team event's update: no DBSIZE, no INFO
+        metrics.render_parts(site_memory, metrics.parts_for_event("task.claimed"))
+    assert live == ["PIPELINE", "PIPELINE", "PIPELINE"]
+
+
 def test_it_says_when_there_are_no_samples_yet(login, probe):
     html = login("observer").get(PAGE).content.decode()
     assert "No samples yet" in html and "No claimed tasks yet." in html
@@ -209,7 +219,7 @@ def test_it_shows_the_pattern_reuse_rate(login, probe, site_memory):
 
 
 def test_it_shows_the_page_while_the_memory_is_offline(login, lost_memory, monkeypatch):
-    monkeypatch.setattr(metrics, "PROBE", metrics.Probe(memory_getter=lambda: lost_memory))
+    monkeypatch.setattr(metrics_probe, "PROBE", metrics_probe.Probe(memory_getter=lambda: lost_memory))
     response = login("observer").get(PAGE)
     assert response.status_code == 200
     html = response.content.decode()
@@ -287,8 +297,8 @@ def test_it_writes_team_ids_verbatim_in_labels(client, probe, site_memory, no_to
 
 
 def test_it_escapes_label_values():
-    assert metrics.escape_label_value('a"b\\c\nd') == 'a\\"b\\\\c\\nd'
-    out = metrics.Exposition()
+    assert metrics_exposition.escape_label_value('a"b\\c\nd') == 'a\\"b\\\\c\\nd'
+    out = metrics_exposition.Exposition()
     out.add("x_total", "counter", "Help with a \\ backslash\nand a new line.", [({"team": 'q"uo\\te\n'}, 2)])
     text = out.text()
     assert text == ('# HELP x_total Help with a \\\\ backslash\\nand a new line.\n# TYPE x_total counter\n'
@@ -297,7 +307,7 @@ def test_it_escapes_label_values():
 
 
 def test_it_reports_a_memory_outage_as_down_not_as_an_error(client, lost_memory, monkeypatch, no_token):
-    monkeypatch.setattr(metrics, "PROBE", metrics.Probe(memory_getter=lambda: lost_memory))
+    monkeypatch.setattr(metrics_probe, "PROBE", metrics_probe.Probe(memory_getter=lambda: lost_memory))
     samples = scrape(client)
     assert samples[("empathy_up", "")] == 0
     assert samples[("empathy_memory_mode", 'mode="redis"')] == 1
@@ -328,7 +338,7 @@ def test_it_probes_in_a_team_and_prefix_of_its_own(site_memory, probe):
     measured = probe.process_one()
     assert set(measured) == {"task_distribution", "signal_round_trip", "pattern_staging", "keys"}
     assert site_memory.list_teams() == []  # the site's team list and counters stay clean
-    probe_memory = metrics.probe_memory_for(site_memory)
+    probe_memory = metrics_probe.probe_memory_for(site_memory)
     assert probe_memory.list_teams() == ["probe"]
     assert AgentCoordinator(probe_memory, "probe").count_tasks()["pending"] == 0
 
@@ -340,9 +350,9 @@ def test_it_keeps_the_probes_keys_bounded(site_memory, probe):
     for _ in range(80):
         probe.process_one()
     assert site_memory.get_stats()["keys"] <= keys + 2  # finished probe tasks are trimmed
-    assert len(probe.series["task_distribution"].samples()) == metrics.WINDOW  # a capped ring
+    assert len(probe.series["task_distribution"].samples()) == metrics_probe.WINDOW  # a capped ring
     assert probe.series["task_distribution"].count == 160
-    probe_capped = metrics.Probe(memory_getter=lambda: site_memory, capacity=5)
+    probe_capped = metrics_probe.Probe(memory_getter=lambda: site_memory, capacity=5)
     for _ in range(7):
         probe_capped.process_one()
     assert len(probe_capped.series["pattern_staging"].samples()) == 5
@@ -350,7 +360,7 @@ def test_it_keeps_the_probes_keys_bounded(site_memory, probe):
 
 
 def test_it_counts_probe_rounds_that_fail(lost_memory):
-    probe = metrics.Probe(memory_getter=lambda: lost_memory)
+    probe = metrics_probe.Probe(memory_getter=lambda: lost_memory)
     with pytest.raises(MemoryUnavailableError):
         probe.process_one()
     assert (probe.runs, probe.errors) == (1, 1)
@@ -360,7 +370,7 @@ def test_it_counts_probe_rounds_that_fail(lost_memory):
 
 def test_it_tells_the_live_pages_after_each_round_even_a_failed_one(site_memory, lost_memory):
     told = []
-    probe = metrics.Probe(memory_getter=lambda: site_memory, notify=lambda: told.append(probe.runs))
+    probe = metrics_probe.Probe(memory_getter=lambda: site_memory, notify=lambda: told.append(probe.runs))
     probe.round()
     probe.memory_getter = lambda: lost_memory
     probe.round()  # an outage is counted, not raised
@@ -371,7 +381,7 @@ def test_it_keeps_probing_when_the_pages_cannot_be_told(site_memory):
     def unreachable():
         raise ConnectionError("channel layer down")
 
-    probe = metrics.Probe(memory_getter=lambda: site_memory, notify=unreachable)
+    probe = metrics_probe.Probe(memory_getter=lambda: site_memory, notify=unreachable)
     probe.round()
     probe.round()
     assert probe.runs == 2 and probe.errors == 0
@@ -380,7 +390,7 @@ def test_it_keeps_probing_when_the_pages_cannot_be_told(site_memory):
 def test_it_runs_the_probe_in_a_thread_until_stopped(site_memory):
     rounds = threading.Semaphore(0)
 
-    class Counting(metrics.Probe):
+    class Counting(metrics_probe.Probe):
         def process_one(self):
             measured = super().process_one()
             rounds.release()

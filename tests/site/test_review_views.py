@@ -15,11 +15,10 @@ from empathy_os import (
     AgentCredentials,
     RedisShortTermMemory,
     StagedPattern,
-    get_review_lock,
 )
 from patterns import library
 from patterns.models import LibraryLookup, LibraryPattern, PatternDecision
-from tests.support import free_port, logged_in, tier_user
+from tests.support import free_port, logged_in, review_lock_holder, tier_user
 
 pytestmark = pytest.mark.django_db
 
@@ -211,7 +210,7 @@ def test_it_enforces_csrf_on_decisions(site_memory, users):
     browser = logged_in(users["validator"], enforce_csrf_checks=True)
     assert browser.post(url("t1", "p1", "approve")).status_code == 403
     assert browser.post(url("t1", "p1", "lock")).status_code == 403
-    assert staged_ids(site_memory) == ["p1"] and get_review_lock(site_memory, _validator_creds(), "p1") is None
+    assert staged_ids(site_memory) == ["p1"] and review_lock_holder(site_memory, _validator_creds(), "p1") is None
     page = html(browser.get(STAGING))
     token = browser.cookies["csrftoken"].value
     assert 'hx-headers=\'{"X-CSRFToken": "' in page
@@ -309,7 +308,7 @@ def test_it_refuses_a_decision_while_another_validator_reviews(site_memory, vali
     assert staged_ids(site_memory) == ["p1"] and not PatternDecision.objects.exists()
     assert validator.post(url("t1", "p1", "approve")).status_code == 200
     assert PatternDecision.objects.get().decided_by == "human-validator"
-    assert get_review_lock(site_memory, _validator_creds(), "p1") is None  # released with the decision
+    assert review_lock_holder(site_memory, _validator_creds(), "p1") is None  # released with the decision
 
 
 def test_it_shows_who_reviews_a_pattern(site_memory, validator, validator2):
@@ -325,9 +324,9 @@ def test_it_lets_only_the_holder_unlock(site_memory, validator, validator2):
     stage(site_memory)
     validator.post(url("t1", "p1", "lock"))
     assert validator2.post(url("t1", "p1", "unlock")).status_code == 204
-    assert get_review_lock(site_memory, _validator_creds(), "p1").holder == "human-validator"
+    assert review_lock_holder(site_memory, _validator_creds(), "p1") == "human-validator"
     assert validator.post(url("t1", "p1", "unlock")).status_code == 204
-    assert get_review_lock(site_memory, _validator_creds(), "p1") is None
+    assert review_lock_holder(site_memory, _validator_creds(), "p1") is None
     assert validator2.post(url("t1", "p1", "lock")).status_code == 204
 
 
@@ -367,6 +366,27 @@ def test_it_searches_the_library_by_text_and_type(site_memory, users):
     assert nothing.status_code == 200 and "No library pattern matches" in html(nothing)
 
 
+def test_it_searches_every_team_of_the_library_in_one_query(site_memory, users):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    observer = logged_in(users["observer"])
+
+    def patterns_queries():
+        with CaptureQueriesContext(connection) as queries:
+            page = html(observer.get("/patterns/library/", {"q": "eager"}))
+        return page, [q["sql"] for q in queries if "patterns_librarypattern" in q["sql"]]
+
+    _promote(site_memory, "p0", team="t0", code="x0()")
+    page, one_team = patterns_queries()
+    for i in range(1, 6):
+        _promote(site_memory, f"p{i}", team=f"t{i}", code=f"x{i}()")
+    page, six_teams = patterns_queries()
+    assert all(f"library-t{i}--p{i}" in page for i in range(6))
+    assert len(six_teams) == len(one_team) == 2  # the search, and the list of types
+    assert page.index("library-t5--p5") < page.index("library-t0--p0")  # newest first
+
+
 # -- decisions audit --------------------------------------------------------------------------------
 
 
@@ -381,7 +401,7 @@ def test_it_lists_decisions_newest_first_with_who_when_and_why(site_memory, user
     page = html(response)
     assert page.index('id="decision-t1--p2"') < page.index('id="decision-t1--p1"')
     row = page[page.index('<tr id="decision-t1--p2"'):page.index('<tr id="decision-t1--p1"')]
-    assert "human-validator" in row and "rejected" in row and "&lt;i&gt;not&lt;/i&gt; general" in row
+    assert ">validator<" in row and "human-" not in row and "rejected" in row and "&lt;i&gt;not&lt;/i&gt; general" in row
     assert "<time datetime=" in row
 
 

@@ -35,6 +35,6 @@ def test_it_lists_every_environment_variable_the_code_reads():
 
 
 def test_it_lists_every_prometheus_metric():
-    names = set(METRIC.findall((ROOT / "coordination" / "metrics.py").read_text()))
+    names = set(METRIC.findall((ROOT / "coordination" / "metrics_exposition.py").read_text()))
     assert {"empathy_up", "empathy_keys", "empathy_probe_runs_total"} <= names
     assert sorted(name for name in names if f"`{name}`" not in DOC) == []

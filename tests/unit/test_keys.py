@@ -60,3 +60,39 @@ def test_it_reads_limits_from_the_environment():
         Config.from_env({"EMPATHY_SESSION_TTL": "-5"})
     with pytest.raises(ValueError, match="key_prefix"):
         Config(key_prefix="bad:prefix")
+
+
+def test_it_spreads_the_team_index_over_the_slot_ranges():
+    from redis.crc import REDIS_CLUSTER_HASH_SLOTS, key_slot
+
+    from empathy_os.keys import TEAM_INDEX_SHARDS, team_index_keys, team_index_shard
+
+    keys = team_index_keys("empathy")
+    width = REDIS_CLUSTER_HASH_SLOTS // TEAM_INDEX_SHARDS
+    assert [key_slot(k.encode()) // width for k in keys] == list(range(TEAM_INDEX_SHARDS))  # shard i in range i
+    team = TeamKeys("empathy", "review_team")
+    assert key_slot(team.events.encode()) // width == team_index_shard("review_team")  # the team's own range
+
+
+def test_it_lists_a_team_on_another_master_when_its_own_holds_no_shard():
+    from empathy_os import team_index
+    from empathy_os.keys import team_index_keys
+
+    class Node:
+        def __init__(self, name):
+            self.name = name
+
+    class Client:  # "a" serves the team's data but no shard; "b" and "c" serve the shards
+        def get_node_from_key(self, key):
+            if "{team:" in key:
+                return Node("a")
+            return Node("b" if team_index_keys("empathy").index(key) % 2 else "c")
+
+    class Memory:
+        mode, client, config = "cluster", Client(), Config()
+
+        def team(self, team_id):
+            return TeamKeys("empathy", team_id)
+
+    candidates = team_index._candidates(Memory(), "t1")
+    assert len(candidates) == 2 and {Client().get_node_from_key(k).name for k in candidates} == {"b", "c"}

@@ -19,7 +19,7 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
-from coordination import metrics, servers
+from coordination import metrics_probe, servers
 from coordination.memory import get_memory
 from empathy_os import MemoryUnavailableError
 
@@ -78,7 +78,7 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from None
 
         stop = threading.Event()
-        threads = [metrics.PROBE.start(stop)]
+        threads = [metrics_probe.PROBE.start(stop)]
         demo = demo_enabled(no_demo)
         if demo:
             from coordination.demo import run_demo
