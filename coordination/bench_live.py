@@ -33,6 +33,7 @@ from pathlib import Path
 
 from django.conf import settings
 
+from coordination import servers
 from empathy_os import AgentCoordinator, AgentTask, RedisShortTermMemory
 from empathy_os.bench import cleanup, nearest_rank
 
@@ -140,22 +141,32 @@ def wait_live(page, timeout_ms: float = SAMPLE_TIMEOUT_MS) -> None:
 class SiteServer:
     """The site in a subprocess on a free port, with a database of its own, on the given Redis.
 
-    ``users`` maps user names to tiers; they all get ``password``. Server output goes to
+    ``server`` None: ``runserver`` in DEBUG (development); ``"daphne"`` or ``"uvicorn"``: the
+    production path, ``DJANGO_DEBUG=0`` after ``collectstatic``, served by that server alone
+    (``coordination.servers.command``). ``users`` maps user names to tiers; they all get ``password``. Server output goes to
     ``<dir>/server.log`` (its tail is in the error if the server does not start).
     """
 
-    def __init__(self, redis_url: str, users: dict[str, str], password: str):
+    def __init__(self, redis_url: str, users: dict[str, str], password: str, server: str | None = None):
         self.dir = Path(tempfile.mkdtemp(prefix="empathy-site-"))
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        self.server = server
         self.env = dict(os.environ, REDIS_URL=redis_url, EMPATHY_DB_PATH=str(self.dir / "db.sqlite3"),
                         DJANGO_DEBUG="1", EMPATHY_EMBEDDED_RELAY="1", PYTHONUNBUFFERED="1")
-        self.env.pop("EMPATHY_REDIS_MOCK", None)  # the tests' own process runs in mock mode
-        self.env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+        if server is not None:
+            # The production path: DEBUG off, static files collected and served by the site itself.
+            self.env.update(DJANGO_DEBUG="0", DJANGO_SECRET_KEY=secrets.token_urlsafe(32),
+                            DJANGO_ALLOWED_HOSTS="127.0.0.1,localhost",
+                            EMPATHY_STATIC_ROOT=str(self.dir / "static"))
+        for name in ("EMPATHY_REDIS_MOCK", "DJANGO_ALLOW_ASYNC_UNSAFE", "DATABASE_URL"):
+            self.env.pop(name, None)  # the tests' own process runs in mock mode
         self.process = None
         self.log_path = self.dir / "server.log"
         try:
             self._manage("migrate", "--no-input", "-v", "0")
+            if server is not None:
+                self._manage("collectstatic", "--no-input", "-v", "0")
             for name, tier in users.items():
                 self._manage("create_user", name, "--tier", tier, "--password-stdin", stdin=password + "\n")
             self._start()
@@ -171,9 +182,10 @@ class SiteServer:
 
     def _start(self) -> None:
         with open(self.log_path, "wb") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "manage.py", "runserver", f"127.0.0.1:{self.port}", "--noreload"],
-                cwd=settings.BASE_DIR, env=self.env, stdout=log, stderr=subprocess.STDOUT)
+            command = ([sys.executable, "manage.py", "runserver", f"127.0.0.1:{self.port}", "--noreload"]
+                       if self.server is None else servers.command(self.server, "127.0.0.1", self.port))
+            self.process = subprocess.Popen(command, cwd=settings.BASE_DIR, env=self.env, stdout=log,
+                                            stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=1)
