@@ -378,7 +378,7 @@ def test_it_serves_without_the_demo(served):
     server = served("--no-demo")
     server.wait_for_line(r"^demo agents: off$")
     status, text = wait_until(lambda: (lambda r: r if r[0] == 200 else None)(server.get("/metrics")))
-    assert "empathy_up 1" in text.splitlines()
+    assert "empathy_up 1.0" in text.splitlines()
     assert "empathy_tasks{" not in text  # no team has done anything
     code, stderr = server.stop()
     assert code == 0 and "Traceback" not in stderr

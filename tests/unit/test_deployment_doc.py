@@ -16,7 +16,7 @@ SOURCES = [ROOT / "empathy_site" / "settings.py", *sorted((ROOT / "empathy_os").
 NOT_SETTINGS = {"DJANGO_ALLOW_ASYNC_UNSAFE", "PYTHONUNBUFFERED"}
 READS = re.compile(r"""(?:os\.environ\.get|env_str|env_bool|env_list|_env_flag|getenv)\(\s*["']([A-Z][A-Z0-9_]+)["']""")
 CONSTANT = re.compile(r"""^[A-Z_]*VARIABLE\s*=\s*["']([A-Z][A-Z0-9_]+)["']""", re.M)
-METRIC = re.compile(r"""\.add\(\s*["'](empathy_[a-z0-9_]+)["']""")
+METRIC = re.compile(r"""(?:gauge|counter)\(\s*["'](empathy_[a-z0-9_]+)["']""")
 
 
 def variables_read() -> set[str]:
