@@ -14,7 +14,7 @@ import sys
 
 SERVERS = ("daphne", "uvicorn")
 #: ``manage.py serve``'s server, and the deployment's (docs/deployment.md).
-DEFAULT_SERVER = "daphne"
+DEFAULT_SERVER = "uvicorn"
 APPLICATION = "empathy_site.asgi:application"
 
 

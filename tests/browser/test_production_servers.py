@@ -8,6 +8,8 @@ import re
 
 import pytest
 from playwright.sync_api import expect
+from websockets.exceptions import InvalidStatus
+from websockets.sync.client import connect
 
 from coordination.bench_live import WS_PROBE_JS, SiteServer, log_in
 from coordination.servers import SERVERS
@@ -60,3 +62,28 @@ def test_the_site_serves_itself_and_the_review_queue_is_live(browser, production
     finally:
         context.close()
     assert "Traceback" not in production_site.log_tail(100_000)
+
+
+def test_its_websockets_check_the_origin_and_the_login(browser, production_site):
+    """What the consumers' tests check on Channels' test communicator, here on the real server: a
+    foreign Origin is refused even with a valid session, no session is refused, and a logged-in
+    page of the site's own origin gets its snapshot."""
+    context = browser.new_context(base_url=production_site.url)
+    try:
+        log_in(context.new_page(), "vera", PASSWORD)
+        session = next(c["value"] for c in context.cookies() if c["name"] == "sessionid")
+    finally:
+        context.close()
+    url = production_site.url.replace("http://", "ws://") + "/ws/patterns/staging/"
+    cookie = {"Cookie": f"sessionid={session}"}
+
+    def refused(**options) -> int:
+        with pytest.raises(InvalidStatus) as refusal:
+            connect(url, open_timeout=10, **options).close()
+        return refusal.value.response.status_code
+
+    assert refused(origin="http://evil.example", additional_headers=cookie) == 403
+    assert refused(origin=production_site.url) == 403
+    with connect(url, origin=production_site.url, additional_headers=cookie, open_timeout=10) as ws:
+        snapshot = ws.recv(timeout=10)
+        assert "hx-swap-oob" in snapshot and "staged" in snapshot
