@@ -107,7 +107,10 @@ def database_down():
         connections["default"] = real
 
 
-def test_a_database_that_is_down_is_a_json_503_for_the_api_and_nothing_staged_is_lost(site_memory, agents):
+@pytest.mark.parametrize("debug", [False, True])
+def test_a_database_that_is_down_is_a_json_503_for_the_api_and_nothing_staged_is_lost(site_memory, agents,
+                                                                                      settings, debug):
+    settings.DEBUG = debug
     stage(site_memory, "p1")
     api = Api()
     with database_down():
