@@ -148,7 +148,7 @@ STATICFILES_DIRS = [BASE_DIR / "static"]
 #: Where ``manage.py collectstatic`` puts the files the site serves when DEBUG is off.
 STATIC_ROOT = Path(env_str("EMPATHY_STATIC_ROOT", str(BASE_DIR / "var" / "static")))
 # ServeStatic serves them from each site process (its middleware, above): from static/ as they are in
-# DEBUG; with DEBUG off, the files collectstatic wrote, under hashed names (cached for a year,
+# DEBUG; with DEBUG off, the files collectstatic wrote, under hashed names (cached for ten years,
 # "immutable") and compressed (gzip, chosen by Accept-Encoding).
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
