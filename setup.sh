@@ -3,9 +3,12 @@
 #
 #   ./setup.sh          set up only
 #   ./setup.sh run      set up, then start the site (http://127.0.0.1:8000/)
-#   ./setup.sh test     set up, then run the whole test suite (extra arguments go to pytest)
+#   ./setup.sh test     set up, then run the whole test suite (extra arguments go to pytest): once on
+#                       SQLite, then the tests that use the database once more on a private PostgreSQL
+#                       (started by the tests in a temporary directory, on a free port, and stopped)
 #
-# Installs, only when missing: Debian packages redis-server, chromium and npm (as root; otherwise it
+# Installs, only when missing: Debian packages redis-server, postgresql (its server programs, for the
+# tests; the machine's own PostgreSQL service is never used), chromium and npm (as root; otherwise it
 # prints the apt-get command to run), the virtual environment .venv/ and the pinned Python packages
 # of requirements.txt, and the pinned front-end assets of package-lock.json (htmx and its WebSocket
 # extension, copied into static/vendor/). Each is re-installed only when its lock file changes.
@@ -21,6 +24,8 @@ die() { printf '\033[1;31m[setup]\033[0m %s\n' "$*" >&2; exit 1; }
 # 1. System packages.
 missing=()
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+# Debian keeps initdb and pg_ctl in /usr/lib/postgresql/<version>/bin, off the PATH.
+compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || command -v initdb >/dev/null 2>&1 || missing+=(postgresql)
 { [ -x /usr/bin/chromium ] || command -v chromium >/dev/null 2>&1; } || missing+=(chromium)
 command -v npm >/dev/null 2>&1 || missing+=(npm)
 if [ ${#missing[@]} -gt 0 ]; then
@@ -75,6 +80,16 @@ case "${1:-}" in
         exec "$PY" manage.py serve --port "${PORT:-8000}" "$@" ;;
     test)
         shift
-        exec "$PY" -m pytest "$@" ;;
+        status=0
+        say "tests on SQLite"
+        "$PY" -m pytest "$@" || status=$?
+        say "the tests that use the database, on a private PostgreSQL"
+        EMPATHY_TEST_DATABASE=postgresql "$PY" -m pytest "$@" || {
+            code=$?
+            # 5: the tests chosen use no database (nothing to run on PostgreSQL)
+            [ "$code" = 5 ] || status=$code
+        }
+        [ "$status" = 0 ] && say "both passes passed" || say "tests failed (exit $status)"
+        exit "$status" ;;
     *) die "unknown command '$1': use run, test or nothing" ;;
 esac

@@ -35,6 +35,7 @@ from patterns import library
 from . import schemas as s
 from .errors import ERROR_TABLE, RETRY_AFTER, UNLISTED, answer_for
 from .memory import get_memory
+from .middleware import DATABASE_DOWN, database_unavailable
 from .tokens import TooManyFailures, authenticate
 
 MAX_WAIT = 30.0
@@ -77,6 +78,11 @@ def error_code(exc: Exception) -> str:
 
 for _exc, _status, _code in ERROR_TABLE:
     api.add_exception_handler(_exc, lambda request, exc, status=_status, code=_code: _refused(request, exc, status, code))
+
+
+# A database that does not answer: 503, in DEBUG too (ninja would answer DEBUG with a traceback).
+for _exc in DATABASE_DOWN:
+    api.add_exception_handler(_exc, database_unavailable)
 
 
 @api.exception_handler(ValidationError)

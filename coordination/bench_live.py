@@ -1,8 +1,8 @@
 """``manage.py bench --live``: from a library change to the browser's DOM, with many dashboards open.
 
-The real site runs in a subprocess (``runserver --noreload``: daphne, serving static files in
-DEBUG) on a free port, with a throwaway SQLite database and a throwaway observer, on the Redis
-under test. Headless Chromium opens one real team dashboard (htmx + its ws extension) and, in a
+The real site runs in a subprocess on a free port, served by daphne or uvicorn (``--server``) on
+the production path (``DJANGO_DEBUG=0`` after ``collectstatic``; ``SiteServer``), with a throwaway
+SQLite database and a throwaway observer, on the Redis under test. Headless Chromium opens one real team dashboard (htmx + its ws extension) and, in a
 second page of the same session, ``sockets - 1`` more WebSockets to the same dashboard URL, so the
 server renders every event for ``sockets`` consumers.
 
@@ -33,6 +33,7 @@ from pathlib import Path
 
 from django.conf import settings
 
+from coordination import servers
 from empathy_os import AgentCoordinator, AgentTask, RedisShortTermMemory
 from empathy_os.bench import cleanup, nearest_rank
 
@@ -140,22 +141,32 @@ def wait_live(page, timeout_ms: float = SAMPLE_TIMEOUT_MS) -> None:
 class SiteServer:
     """The site in a subprocess on a free port, with a database of its own, on the given Redis.
 
-    ``users`` maps user names to tiers; they all get ``password``. Server output goes to
+    ``server`` None: ``runserver`` in DEBUG (development); ``"daphne"`` or ``"uvicorn"``: the
+    production path, ``DJANGO_DEBUG=0`` after ``collectstatic``, served by that server alone
+    (``coordination.servers.command``). ``users`` maps user names to tiers; they all get ``password``. Server output goes to
     ``<dir>/server.log`` (its tail is in the error if the server does not start).
     """
 
-    def __init__(self, redis_url: str, users: dict[str, str], password: str):
+    def __init__(self, redis_url: str, users: dict[str, str], password: str, server: str | None = None):
         self.dir = Path(tempfile.mkdtemp(prefix="empathy-site-"))
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        self.server = server
         self.env = dict(os.environ, REDIS_URL=redis_url, EMPATHY_DB_PATH=str(self.dir / "db.sqlite3"),
                         DJANGO_DEBUG="1", EMPATHY_EMBEDDED_RELAY="1", PYTHONUNBUFFERED="1")
-        self.env.pop("EMPATHY_REDIS_MOCK", None)  # the tests' own process runs in mock mode
-        self.env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+        if server is not None:
+            # The production path: DEBUG off, static files collected and served by the site itself.
+            self.env.update(DJANGO_DEBUG="0", DJANGO_SECRET_KEY=secrets.token_urlsafe(32),
+                            DJANGO_ALLOWED_HOSTS="127.0.0.1,localhost",
+                            EMPATHY_STATIC_ROOT=str(self.dir / "static"))
+        for name in ("EMPATHY_REDIS_MOCK", "DJANGO_ALLOW_ASYNC_UNSAFE", "DATABASE_URL"):
+            self.env.pop(name, None)  # the tests' own process runs in mock mode
         self.process = None
         self.log_path = self.dir / "server.log"
         try:
             self._manage("migrate", "--no-input", "-v", "0")
+            if server is not None:
+                self._manage("collectstatic", "--no-input", "-v", "0")
             for name, tier in users.items():
                 self._manage("create_user", name, "--tier", tier, "--password-stdin", stdin=password + "\n")
             self._start()
@@ -171,9 +182,10 @@ class SiteServer:
 
     def _start(self) -> None:
         with open(self.log_path, "wb") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "manage.py", "runserver", f"127.0.0.1:{self.port}", "--noreload"],
-                cwd=settings.BASE_DIR, env=self.env, stdout=log, stderr=subprocess.STDOUT)
+            command = ([sys.executable, "manage.py", "runserver", f"127.0.0.1:{self.port}", "--noreload"]
+                       if self.server is None else servers.command(self.server, "127.0.0.1", self.port))
+            self.process = subprocess.Popen(command, cwd=settings.BASE_DIR, env=self.env, stdout=log,
+                                            stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=1)
@@ -249,16 +261,18 @@ def _check(ok: bool, task_id: str) -> None:
                            "did something flush or change this Redis meanwhile?")
 
 
-def run_live_bench(redis_url: str, samples: int = 200, sockets: int = 100, *, browser=None,
-                   warmup: int | None = None, log=print) -> dict:
-    """Time library change -> dashboard DOM with ``sockets`` dashboard WebSockets open.
+def run_live_bench(redis_url: str, samples: int = 200, sockets: int = 100, *, server: str = servers.DEFAULT_SERVER,
+                   browser=None, warmup: int | None = None, log=print) -> dict:
+    """Time library change -> dashboard DOM with ``sockets`` dashboard WebSockets open, the site served
+    by ``server`` (daphne or uvicorn) on the production path (DEBUG off, collected static files).
 
     ``samples`` changes are measured (task added, claimed, completed in turn). Pass ``browser`` (a
     Playwright Browser) to reuse one; otherwise Chromium is started and stopped here.
-    Returns {"mode", "samples", "sockets", "clock", "ops", "all", "target"}.
+    Returns {"mode", "server", "samples", "sockets", "clock", "ops", "all", "target"}.
     """
     if samples < 1 or sockets < 1:
         raise ValueError("samples and sockets must be at least 1")
+    servers.check(server)
     memory = RedisShortTermMemory(redis_url)
     if memory.mode != "redis":
         raise RuntimeError("bench --live needs a plain Redis (the server runs in another process)")
@@ -268,17 +282,17 @@ def run_live_bench(redis_url: str, samples: int = 200, sockets: int = 100, *, br
     coordinator.register_agent(agent, ["bench"])  # the team exists before any page connects
     user, password = f"bench-live-{secrets.token_hex(4)}", secrets.token_urlsafe(18)
     warmup = max(5, min(30, samples // 10)) if warmup is None else warmup
-    server = None
+    site = None
     playwright = None
     try:
-        log("starting the site and a throwaway observer ...")
-        server = SiteServer(redis_url, {user: "observer"}, password)
+        log(f"starting the site ({server}) and a throwaway observer ...")
+        site = SiteServer(redis_url, {user: "observer"}, password, server=server)
         if browser is None:
             from playwright.sync_api import sync_playwright
 
             playwright = sync_playwright().start()
             browser = launch_chromium(playwright)
-        context = browser.new_context(base_url=server.url)
+        context = browser.new_context(base_url=site.url)
         try:
             context.add_init_script(WS_PROBE_JS)
             page = context.new_page()
@@ -290,7 +304,7 @@ def run_live_bench(redis_url: str, samples: int = 200, sockets: int = 100, *, br
                 log(f"opening {extra} more dashboard WebSockets ...")
                 holder = context.new_page()
                 holder.goto("/api/v1/health")
-                ws_url = server.url.replace("http://", "ws://") + f"/ws/teams/{team}/"
+                ws_url = site.url.replace("http://", "ws://") + f"/ws/teams/{team}/"
                 holder.evaluate(OPEN_SOCKETS_JS, [ws_url, extra])
                 holder.wait_for_function("() => window.__benchSockets.every(ws => ws.messages > 0)",
                                          timeout=SAMPLE_TIMEOUT_MS * 3)
@@ -330,14 +344,14 @@ def run_live_bench(redis_url: str, samples: int = 200, sockets: int = 100, *, br
         if playwright is not None:
             browser.close()
             playwright.stop()
-        if server is not None:
-            server.stop()
+        if site is not None:
+            site.stop()
         cleanup(memory, team)
         memory.client.close()
     everything = [t for values in times.values() for t in values]
     overall = _percentiles_ms(everything)
     return {
-        "mode": memory.mode, "samples": len(everything), "sockets": sockets,
+        "mode": memory.mode, "server": server, "samples": len(everything), "sockets": sockets,
         "clock": {"browser_minus_python_ms": offset, "uncertainty_ms": uncertainty},
         "ops": {kind: _percentiles_ms(values) for kind, values in times.items() if values},
         "all": overall,
@@ -347,7 +361,7 @@ def run_live_bench(redis_url: str, samples: int = 200, sockets: int = 100, *, br
 
 
 def format_live_table(report: dict) -> str:
-    lines = [f"Event to browser DOM ({report['mode']}, {report['samples']} changes, "
+    lines = [f"Event to browser DOM ({report['mode']}, {report.get('server', servers.DEFAULT_SERVER)}, {report['samples']} changes, "
              f"{report['sockets']} dashboard WebSockets open)",
              f"{'change':<18}{'p50 ms':>10}{'p99 ms':>10}{'max ms':>10}"]
     for name, figures in [*report["ops"].items(), ("all", report["all"])]:

@@ -1,13 +1,16 @@
 """The API's own middleware: every ``/api/`` answer is JSON (Django's 404/405/500 pages become
 ``{"error", "detail"}``) and carries the security headers; the site's pages get a Content-Security-Policy
-(Django's own middlewares set their other headers). Natively async: no thread hops."""
+(Django's own middlewares set their other headers). A database that does not answer is a 503 (JSON
+for the API, a short page for people) instead of a 500 with a traceback. Natively async: no thread hops."""
 
 
 import logging
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.core.exceptions import BadRequest, PermissionDenied, SuspiciousOperation
-from django.http import Http404, JsonResponse
+from django.db import InterfaceError, OperationalError
+from django.http import Http404, HttpResponse, JsonResponse
+from django.template.loader import render_to_string
 
 log = logging.getLogger("coordination.api")
 
@@ -67,6 +70,8 @@ class ApiJsonErrorsMiddleware:
     def process_exception(self, request, exception):
         if isinstance(exception, (Http404, PermissionDenied, BadRequest, SuspiciousOperation)):
             return None  # Django answers these with 404/403/400, which _jsonify turns into JSON
+        if isinstance(exception, DATABASE_DOWN):
+            return database_unavailable(request, exception)
         if request.path.startswith("/api/"):
             log.exception("unhandled error on %s %s", request.method, request.path)
             return JsonResponse({"error": "server_error", "detail": "internal error; it has been logged"}, status=500)
@@ -74,3 +79,21 @@ class ApiJsonErrorsMiddleware:
 
 
 
+
+
+#: What the database driver raises when the database does not answer (connection refused or lost,
+#: a timeout, a server shutting down; SQLite: the file cannot be opened or stays locked).
+DATABASE_DOWN = (OperationalError, InterfaceError)
+
+
+def database_unavailable(request, exc):
+    """503 with ``Retry-After``: JSON for the API, a page of its own for people (rendered without the
+    request: the page's usual context, the logged-in user, would ask the database again)."""
+    log.warning("database unavailable on %s %s: %s", request.method, request.path, exc)
+    if request.path.startswith("/api/"):
+        return JsonResponse({"error": "database_unavailable",
+                             "detail": "the database (people, tokens, the pattern library) did not answer; "
+                                       "try again shortly"},
+                            status=503, headers={**SECURITY_HEADERS, "Retry-After": "1"})
+    page = render_to_string("database_offline.html")
+    return HttpResponse(page, status=503, headers={"Retry-After": "5"})

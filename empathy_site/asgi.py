@@ -1,4 +1,4 @@
-"""ASGI entry point, served by daphne.
+"""ASGI entry point, served by uvicorn or daphne (coordination/servers.py; both serve the static files too).
 
 HTTP under ``/api/`` goes to a Django handler with a lean, natively async middleware stack; the
 rest of the site gets the full stack (sessions, CSRF, auth, messages). Why: under ASGI each of

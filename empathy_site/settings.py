@@ -53,6 +53,7 @@ INSTALLED_APPS = [
     "django.contrib.contenttypes",
     "django.contrib.sessions",
     "django.contrib.messages",
+    "servestatic",
     "django.contrib.staticfiles",
     "channels",
     "coordination",
@@ -61,6 +62,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Static files, served by every site process itself (daphne or uvicorn alone is a working site).
+    "servestatic.middleware.ServeStaticMiddleware",
     "coordination.middleware.ApiJsonErrorsMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -91,12 +94,44 @@ TEMPLATES = [
     },
 ]
 
-DATABASES = {
-    "default": {
-        "ENGINE": "django.db.backends.sqlite3",
-        "NAME": env_str("EMPATHY_DB_PATH", str(BASE_DIR / "var" / "db.sqlite3")),
+def database_from_url(url: str) -> dict:
+    """``DATABASES["default"]`` from a ``DATABASE_URL`` (PostgreSQL, or SQLite), parsed by dj-database-url.
+
+    Connections are not kept between requests (``CONN_MAX_AGE`` 0): under ASGI each request's ORM
+    calls run in threads of their own, and Django closes a request's connection when it ends. A
+    connection that broke (the database restarted) is therefore never reused."""
+    import dj_database_url
+
+    try:
+        parsed = dj_database_url.parse(url, conn_max_age=0)
+    except (ValueError, dj_database_url.UnknownSchemeError) as exc:
+        raise ImproperlyConfigured(f"DATABASE_URL is not a database URL: {exc}") from None
+    if parsed["ENGINE"] not in SUPPORTED_DATABASES:
+        raise ImproperlyConfigured(f"DATABASE_URL names {parsed['ENGINE']}: use postgres://user:password@host:5432/name "
+                                   "(or sqlite:////path/to/db.sqlite3)")
+    if parsed["ENGINE"] == "django.db.backends.postgresql" and not parsed.get("NAME"):
+        raise ImproperlyConfigured("DATABASE_URL names no database: postgres://user:password@host:5432/NAME")
+    # A database that does not answer is an error within seconds, not a request hanging for minutes.
+    parsed.setdefault("OPTIONS", {})
+    if parsed["ENGINE"] == "django.db.backends.postgresql":
+        parsed["OPTIONS"].setdefault("connect_timeout", 5)
+    return parsed
+
+
+SUPPORTED_DATABASES = ("django.db.backends.postgresql", "django.db.backends.sqlite3")
+
+#: Where the durable data is: DATABASE_URL (PostgreSQL: several hosts share it), else SQLite at
+#: EMPATHY_DB_PATH (one host only).
+DATABASE_URL = env_str("DATABASE_URL", "")
+if DATABASE_URL:
+    DATABASES = {"default": database_from_url(DATABASE_URL)}
+else:
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": env_str("EMPATHY_DB_PATH", str(BASE_DIR / "var" / "db.sqlite3")),
+        }
     }
-}
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
@@ -110,7 +145,15 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
-STATIC_ROOT = BASE_DIR / "var" / "static"
+#: Where ``manage.py collectstatic`` puts the files the site serves when DEBUG is off.
+STATIC_ROOT = Path(env_str("EMPATHY_STATIC_ROOT", str(BASE_DIR / "var" / "static")))
+# ServeStatic serves them from each site process (its middleware, above): from static/ as they are in
+# DEBUG; with DEBUG off, the files collectstatic wrote, under hashed names (cached for ten years,
+# "immutable") and compressed (gzip, chosen by Accept-Encoding).
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "servestatic.storage.CompressedManifestStaticFilesStorage"},
+}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 SECURE_CONTENT_TYPE_NOSNIFF = True

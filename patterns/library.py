@@ -11,7 +11,7 @@ from __future__ import annotations
 from django.db import DatabaseError, IntegrityError, transaction
 from django.db.models import F, Q
 
-from empathy_os import ConflictError, StagedPattern, restore_staged_pattern
+from empathy_os import ConflictError, InvalidInputError, StagedPattern, restore_staged_pattern
 
 from .models import LibraryLookup, LibraryPattern, PatternDecision
 
@@ -20,12 +20,50 @@ class LibraryUnavailableError(Exception):
     """The database did not take the decision; the pattern is back in staging."""
 
 
+def _replace_nul(text: str) -> str:
+    return text.replace("\x00", "\ufffd")
+
+
+def _json_map(value, fn):
+    """``value`` (JSON data) with ``fn`` applied to every string in it, keys included."""
+    if isinstance(value, str):
+        return fn(value)
+    if isinstance(value, dict):
+        return {fn(k): _json_map(v, fn) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_json_map(v, fn) for v in value]
+    return value
+
+
+def _has_nul(value) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(v) for v in value)
+    return False
+
+
 def _record(memory, credentials, pattern: StagedPattern, decision: str, note: str):
+    """Write the decision (and, for a promotion, the library pattern) in one transaction.
+
+    Text with NUL characters: PostgreSQL stores none (in text or jsonb), so the same rule holds on
+    every database: such a pattern is not promoted (it goes back to staging, with a clear error), and
+    the audit copy of a rejected one, like a note, has each NUL replaced by U+FFFD (a validator can
+    always reject)."""
     team = credentials.team_id
+    snapshot, note = pattern.to_dict(), _replace_nul(note)
+    if _has_nul(snapshot):
+        if decision == PatternDecision.PROMOTED:
+            restore_staged_pattern(memory, credentials, pattern)
+            raise InvalidInputError(f"pattern {pattern.pattern_id} contains NUL characters, which the library "
+                                    "does not store; reject it, or stage it again without them")
+        snapshot = _json_map(snapshot, _replace_nul)
     try:
         with transaction.atomic():
             PatternDecision.objects.create(team_id=team, pattern_id=pattern.pattern_id, decision=decision,
-                                           decided_by=credentials.agent_id, note=note, pattern=pattern.to_dict())
+                                           decided_by=credentials.agent_id, note=note, pattern=snapshot)
             if decision == PatternDecision.REJECTED:
                 return None
             return LibraryPattern.objects.create(
@@ -73,6 +111,8 @@ def search(team_id: str | None, q: str = "", pattern_type: str = "", limit: int 
     if team_id is None and count:
         raise ValueError("a look-up is counted for one team: give team_id, or count=False")
     found = LibraryPattern.objects.all() if team_id is None else LibraryPattern.objects.filter(team_id=team_id)
+    if "\x00" in q + pattern_type:
+        found = found.none()  # the library holds no NUL (see _record), and PostgreSQL refuses it in a query
     if q:
         found = found.filter(Q(name__icontains=q) | Q(description__icontains=q) | Q(code__icontains=q))
     if pattern_type:

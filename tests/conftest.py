@@ -1,15 +1,50 @@
-"""Fixtures shared by every test: a private redis-server, a private Redis Cluster, and the ``memory``
-fixture over the three backends (mock, redis, cluster).
+"""Fixtures shared by every test: a private redis-server, a private Redis Cluster, a private
+PostgreSQL, and the ``memory`` fixture over the three backends (mock, redis, cluster).
 
-The site runs in mock mode (``tests/settings.py``): nothing here uses the machine's Redis (port 6379)."""
+The site runs in mock mode (``tests/settings.py``): nothing here uses the machine's Redis (port 6379)
+or its PostgreSQL (port 5432).
+
+Two databases: a run is on SQLite, or (``EMPATHY_TEST_DATABASE=postgresql``, the second pass of
+``./setup.sh test``) on the session's private PostgreSQL; that run takes only the tests that use the
+database, each once (on the mock backend: the Redis side is the first run's business)."""
 
 from __future__ import annotations
+
+import os
 
 import fakeredis
 import pytest
 
 from empathy_os import RedisShortTermMemory
-from tests.support import RedisClusterServer, RedisServer, ThreadedSite
+from tests.support import PostgresServer, RedisClusterServer, RedisServer, ThreadedSite
+
+POSTGRES = os.environ.get("EMPATHY_TEST_DATABASE", "").strip().lower() == "postgresql"
+#: Fixtures that give a test the database (besides the ``django_db`` mark).
+DB_FIXTURES = {"db", "transactional_db", "django_db_reset_sequences", "django_db_serialized_rollback"}
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """The session's private PostgreSQL (``tests.support.PostgresServer``), started on first use."""
+    server = PostgresServer()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings(request, django_db_modify_db_settings_parallel_suffix):
+    """pytest-django's hook before it creates the test database: on the PostgreSQL run, point the
+    database settings at the session's private server (its socket directory and port). Django's
+    connections hold this very dict, so they follow."""
+    from django.conf import settings
+
+    if settings.EMPATHY_TEST_DATABASE == "postgresql":
+        server = request.getfixturevalue("postgres_server")
+        settings.DATABASES["default"].update(HOST=server.host, PORT=str(server.port))
+
+
+def uses_database(item) -> bool:
+    return item.get_closest_marker("django_db") is not None or bool(DB_FIXTURES & set(item.fixturenames))
 
 
 @pytest.fixture(scope="session")
@@ -76,7 +111,8 @@ def pytest_generate_tests(metafunc):
     """Run every test that uses ``backend`` (or ``memory``, ``memory_factory``) once per backend."""
     if "backend" in metafunc.fixturenames:
         cluster = metafunc.definition.nodeid.startswith(CLUSTER_TESTS)
-        metafunc.parametrize("backend", BACKENDS if cluster else BACKENDS[:2], indirect=True)
+        backends = BACKENDS[:1] if POSTGRES else BACKENDS if cluster else BACKENDS[:2]
+        metafunc.parametrize("backend", backends, indirect=True)
 
 
 @pytest.fixture
@@ -113,7 +149,13 @@ def probe(site_memory, monkeypatch):
 def pytest_collection_modifyitems(config, items):
     """Browser tests run last. Their session-wide fixtures stay up until the session ends: Playwright's
     sync API keeps an event loop running in the main thread (async tests cannot run beside it), and the
-    site server's relay reads the private redis-server's event streams as group "relay"."""
+    site server's relay reads the private redis-server's event streams as group "relay".
+
+    The PostgreSQL run keeps only the tests that use the database."""
+    if POSTGRES:
+        kept = [item for item in items if uses_database(item)]
+        config.hook.pytest_deselected(items=[item for item in items if not uses_database(item)])
+        items[:] = kept
     items.sort(key=lambda item: item.nodeid.startswith("tests/browser/"))
 
 

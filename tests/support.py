@@ -1,11 +1,12 @@
 """Test support: a private redis-server on a free port (never the machine's 6379), a Redis Cluster,
-``wait_until``, ``redis_calls`` (round trips counted), people of a tier (``tier_user``, ``logged_in``),
-a JSON client for the agent API (``Api``, ``assert_error``), and the site served by uvicorn in a thread
-(``ThreadedSite``)."""
+a private PostgreSQL (never the machine's 5432), ``wait_until``, ``redis_calls`` (round trips counted),
+people of a tier (``tier_user``, ``logged_in``), a JSON client for the agent API (``Api``,
+``assert_error``), and the site served by uvicorn in a thread (``ThreadedSite``)."""
 
 from __future__ import annotations
 
 import json as jsonlib
+import os
 import shutil
 import socket
 import subprocess
@@ -13,6 +14,8 @@ import tempfile
 import threading
 import time
 from contextlib import contextmanager
+from pathlib import Path
+from urllib.parse import quote
 
 import redis
 
@@ -354,3 +357,90 @@ class ThreadedSite:
     def stop(self) -> None:
         self.server.should_exit = True
         self.thread.join(10)
+
+
+def postgres_bin(name: str) -> str:
+    """A PostgreSQL server program: Debian keeps initdb and pg_ctl in /usr/lib/postgresql/<version>/bin."""
+    found = shutil.which(name)
+    if found:
+        return found
+    versions = sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{name}"), key=lambda p: int(p.parts[-3]))
+    if not versions:
+        raise RuntimeError(f"PostgreSQL's {name} is not installed: run ./setup.sh (it installs postgresql)")
+    return str(versions[-1])
+
+
+class PostgresServer:
+    """A PostgreSQL server of the test session's own (never the machine's service on 5432): ``initdb``
+    into a temporary directory, ``pg_ctl start`` on a free port, listening only on a unix socket in that
+    directory, trust authentication for the superuser ``empathy``; :meth:`stop` stops it and removes
+    the directory.
+
+    PostgreSQL refuses to run as root: as root, the directory is given to the ``postgres`` user
+    (Debian's package creates it) and the server programs run as that user (``runuser``)."""
+
+    USER = "empathy"
+
+    def __init__(self):
+        self.port = free_port()
+        self.dir = Path(tempfile.mkdtemp(prefix="empathy-postgres-"))
+        self.data = self.dir / "data"
+        self.log = self.dir / "server.log"
+        self.as_user: list[str] = []
+        if os.geteuid() == 0:
+            import pwd
+
+            account = pwd.getpwnam("postgres")
+            os.chown(self.dir, account.pw_uid, account.pw_gid)
+            self.as_user = ["runuser", "-u", "postgres", "--"]
+        try:
+            self._run(postgres_bin("initdb"), "-D", str(self.data), "-U", self.USER, "--auth=trust",
+                      "--encoding=UTF8", "--locale=C", "--no-sync")
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _run(self, *args: str) -> None:
+        done = subprocess.run([*self.as_user, *args], capture_output=True, text=True, timeout=120)
+        if done.returncode:
+            raise RuntimeError(f"{Path(args[0]).name} failed: {done.stdout[-2000:]}{done.stderr[-2000:]}")
+
+    @property
+    def host(self) -> str:
+        """The directory of the server's unix socket (what libpq takes as a host)."""
+        return str(self.dir)
+
+    def settings(self, name: str = "empathy") -> dict:
+        """Django ``DATABASES`` entries that reach this server (database ``name``)."""
+        return {"ENGINE": "django.db.backends.postgresql", "NAME": name, "USER": self.USER, "PASSWORD": "",
+                "HOST": self.host, "PORT": str(self.port)}
+
+    def url(self, name: str = "empathy") -> str:
+        """A ``DATABASE_URL`` for database ``name`` of this server (the socket directory, percent-encoded, as host)."""
+        return f"postgres://{self.USER}@{quote(self.host, safe='')}:{self.port}/{name}"
+
+    def create_database(self, name: str) -> str:
+        """Create database ``name`` (owned by the superuser); returns its ``DATABASE_URL``."""
+        self.execute(f'CREATE DATABASE "{name}"')
+        return self.url(name)
+
+    def execute(self, sql: str, dbname: str = "postgres") -> None:
+        import psycopg
+
+        with psycopg.connect(host=self.host, port=self.port, user=self.USER, dbname=dbname, autocommit=True) as conn:
+            conn.execute(sql)
+
+    def start(self) -> None:
+        """Start (or restart) the server on its port and wait until it accepts connections."""
+        self._run(postgres_bin("pg_ctl"), "start", "-D", str(self.data), "-l", str(self.log), "-w", "-t", "60",
+                  "-o", f"-c listen_addresses='' -c unix_socket_directories='{self.dir}' -p {self.port} "
+                        "-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200")
+
+    def stop(self) -> None:
+        if (self.data / "postmaster.pid").exists():
+            try:
+                self._run(postgres_bin("pg_ctl"), "stop", "-D", str(self.data), "-m", "fast", "-w", "-t", "30")
+            except RuntimeError:
+                self._run(postgres_bin("pg_ctl"), "stop", "-D", str(self.data), "-m", "immediate", "-w")
+        shutil.rmtree(self.dir, ignore_errors=True)

@@ -15,6 +15,7 @@ import pytest
 from playwright.sync_api import expect, sync_playwright
 
 from coordination.bench_live import WS_PROBE_JS, SiteServer, launch_chromium, log_in, wait_live
+from coordination.servers import DEFAULT_SERVER
 from empathy_os import AccessTier, AgentCredentials, RedisShortTermMemory
 
 PASSWORD = "browser-tests-pass-7"
@@ -26,8 +27,10 @@ expect.set_options(timeout=10_000)
 
 @pytest.fixture(scope="session")
 def site(redis_server):
-    """The site (runserver --noreload: daphne + static files) with its own database and USERS."""
-    server = SiteServer(redis_server.url, USERS, PASSWORD)
+    """The site with its own database and USERS, on the production path (DEBUG off, collected static
+    files) under the default server of ``manage.py serve`` and the deployment: every browser test
+    checks the WebSocket behaviour (auth, resync, outage) on the server the site is deployed with."""
+    server = SiteServer(redis_server.url, USERS, PASSWORD, server=DEFAULT_SERVER)
     yield server
     server.stop()
 

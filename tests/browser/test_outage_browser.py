@@ -17,6 +17,7 @@ import pytest
 from playwright.sync_api import expect
 
 from coordination.bench_live import WS_PROBE_JS, SiteServer, log_in
+from coordination.servers import DEFAULT_SERVER
 from empathy_os import AgentCoordinator, AgentTask, EmpathyOS, MemoryUnavailableError, RedisShortTermMemory
 from tests.support import RedisServer
 
@@ -34,7 +35,7 @@ def outage_site():
     server = RedisServer()
     site = None
     try:
-        site = SiteServer(server.url, {"lee": "steward"}, PASSWORD)
+        site = SiteServer(server.url, {"lee": "steward"}, PASSWORD, server=DEFAULT_SERVER)
         yield server, site
     finally:
         if site is not None:

@@ -7,6 +7,7 @@ import os
 import queue
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -19,6 +20,7 @@ from django.contrib.auth import get_user_model
 
 from coordination import demo, demo_work
 from coordination.management.commands.serve import demo_enabled, ensure_demo_users
+from coordination.servers import DEFAULT_SERVER, SERVERS
 from empathy_os import AccessTier, AgentCoordinator, AgentCredentials, get_session_info, list_sessions
 from patterns import library
 from patterns.models import LibraryLookup, LibraryPattern
@@ -292,6 +294,12 @@ class Server:
         except OSError:
             return 0, ""
 
+    def stop_when_done(self, timeout: float = 60) -> tuple[int, str]:
+        """Wait for the process to end by itself; returns its exit code and stderr."""
+        code = self.process.wait(timeout)
+        self.reader.join(5)
+        return code, self.process.stderr.read()
+
     def stop(self) -> tuple[int, str]:
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGINT)
@@ -329,10 +337,12 @@ def completed_in(metrics_text: str, team: str) -> float:
     return float(match[1]) if match else 0.0
 
 
-def test_it_serves_the_site_with_the_demo_and_stops_cleanly_on_ctrl_c(served):
-    server = served("--speed", "5")
+@pytest.mark.parametrize("name", SERVERS)
+def test_it_serves_the_site_with_the_demo_and_stops_cleanly_on_ctrl_c(served, name):
+    server = served("--speed", "5", "--server", name)
     line = server.wait_for_line(r"^Empathy coordination at ")
     assert line == f"Empathy coordination at http://127.0.0.1:{server.port}/"
+    assert server.wait_for_line(r"^server: ") == f"server: {name}"
     status, body = wait_until(lambda: (lambda r: r if r[0] == 200 else None)(server.get("/api/v1/health")))
     assert '"memory_mode": "mock"' in body
     server.wait_for_line(r"^Ctrl-C stops the server\.$")
@@ -348,11 +358,27 @@ def test_it_serves_the_site_with_the_demo_and_stops_cleanly_on_ctrl_c(served):
     assert "Traceback" not in stderr
 
 
+def test_its_default_server_is_the_measured_one(served):
+    server = served("--no-demo")
+    assert server.wait_for_line(r"^server: ") == f"server: {DEFAULT_SERVER}"
+    assert server.stop()[0] == 0
+
+
+@pytest.mark.parametrize("name", SERVERS)
+def test_a_port_in_use_is_a_clear_error(served, name):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        server = served("--no-demo", "--server", name, "--port", str(taken.getsockname()[1]))
+        code, stderr = server.stop_when_done()
+    assert code != 0 and "could not listen on 127.0.0.1" in stderr and "Traceback" not in stderr
+
+
 def test_it_serves_without_the_demo(served):
     server = served("--no-demo")
     server.wait_for_line(r"^demo agents: off$")
     status, text = wait_until(lambda: (lambda r: r if r[0] == 200 else None)(server.get("/metrics")))
-    assert "empathy_up 1" in text.splitlines()
+    assert "empathy_up 1.0" in text.splitlines()
     assert "empathy_tasks{" not in text  # no team has done anything
     code, stderr = server.stop()
     assert code == 0 and "Traceback" not in stderr

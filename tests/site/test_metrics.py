@@ -6,6 +6,8 @@ import re
 import threading
 
 import pytest
+from prometheus_client import CollectorRegistry
+from prometheus_client.parser import text_string_to_metric_families
 
 from coordination import metrics, metrics_exposition, metrics_probe
 from coordination.memory import memory_in_use
@@ -48,8 +50,10 @@ def login(client, db):
 
 
 @pytest.fixture
-def no_token(monkeypatch):
+def no_token(monkeypatch, settings):
+    """No metrics token, in development (DEBUG): /metrics is open."""
     monkeypatch.delenv("EMPATHY_METRICS_TOKEN", raising=False)
+    settings.DEBUG = True
 
 
 def parse(text: str) -> dict:
@@ -269,9 +273,9 @@ def test_it_reflects_tasks_agents_and_patterns_of_each_team(client, probe, site_
     team = 'team="review_team"'
     assert after[("empathy_tasks_completed_total", team)] == 3
     assert after[("empathy_tasks_failed_total", team)] == 1
-    assert after[("empathy_tasks", f'{team},status="pending"')] == 1
-    assert after[("empathy_tasks", f'{team},status="completed"')] == 3
-    assert after[("empathy_tasks", f'{team},status="failed"')] == 1
+    assert after[("empathy_tasks", f'status="pending",{team}')] == 1  # labels in name order
+    assert after[("empathy_tasks", f'status="completed",{team}')] == 3
+    assert after[("empathy_tasks", f'status="failed",{team}')] == 1
     assert after[("empathy_agents_active", team)] == 1
     assert after[("empathy_patterns_staged", team)] == 1
     assert after[("empathy_coordination_latency_p50_seconds", team)] >= 0
@@ -296,14 +300,37 @@ def test_it_writes_team_ids_verbatim_in_labels(client, probe, site_memory, no_to
     assert samples[("empathy_tasks_completed_total", 'team="Team-1.eu_west"')] == 1
 
 
-def test_it_escapes_label_values():
-    assert metrics_exposition.escape_label_value('a"b\\c\nd') == 'a\\"b\\\\c\\nd'
-    out = metrics_exposition.Exposition()
-    out.add("x_total", "counter", "Help with a \\ backslash\nand a new line.", [({"team": 'q"uo\\te\n'}, 2)])
-    text = out.text()
+def test_it_escapes_label_values_and_help_text():
+    family = metrics_exposition.counter("x_total", "Help with a \\ backslash\nand a new line.", ["team"],
+                                        [(['q"uo\\te\n'], 2)])
+    registry = CollectorRegistry()
+    registry.register(type("One", (), {"collect": lambda self: [family]})())
+    body, content_type = metrics_exposition.exposition(registry)
+    text = body.decode()
+    assert content_type == "text/plain; version=0.0.4; charset=utf-8"
     assert text == ('# HELP x_total Help with a \\\\ backslash\\nand a new line.\n# TYPE x_total counter\n'
-                    'x_total{team="q\\"uo\\\\te\\n"} 2\n')
+                    'x_total{team="q\\"uo\\\\te\\n"} 2.0\n')
     assert parse(text) == {("x_total", 'team="q\\"uo\\\\te\\n"'): 2}
+
+
+def test_it_is_written_by_prometheus_client_and_parsed_back_by_it(client, probe, site_memory, no_token, db):
+    finish_tasks(site_memory, "review_team", completed=2)
+    text = client.get(SCRAPE).content.decode()
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    assert families["empathy_tasks_completed"].type == "counter"  # prometheus_client's family name
+    assert [(s.name, s.labels, s.value) for s in families["empathy_tasks_completed"].samples] == [
+        ("empathy_tasks_completed_total", {"team": "review_team"}, 2.0)]
+    assert "# TYPE empathy_tasks_completed_total counter" in text.splitlines()
+
+
+def test_it_speaks_openmetrics_when_the_scraper_asks(client, probe, site_memory, no_token, db):
+    finish_tasks(site_memory, "review_team", completed=1)
+    response = client.get(SCRAPE, HTTP_ACCEPT="application/openmetrics-text; version=1.0.0; charset=utf-8")
+    assert response["Content-Type"].startswith("application/openmetrics-text; version=1.0.0")
+    text = response.content.decode()
+    assert text.endswith("# EOF\n")
+    assert "# TYPE empathy_tasks_completed counter" in text.splitlines()
+    assert 'empathy_tasks_completed_total{team="review_team"} 1.0' in text.splitlines()
 
 
 def test_it_reports_a_memory_outage_as_down_not_as_an_error(client, lost_memory, monkeypatch, no_token):
@@ -323,8 +350,19 @@ def test_it_requires_the_bearer_token_when_one_is_set(client, probe, monkeypatch
     assert scrape(client, HTTP_AUTHORIZATION="Bearer s3cret-token")[("empathy_up", "")] == 1
 
 
-def test_it_is_open_without_a_token(client, probe, no_token, db):
+def test_it_is_open_without_a_token_in_development(client, probe, no_token, db):
     assert client.get(SCRAPE).status_code == 200
+
+
+def test_in_production_it_refuses_without_a_token_and_says_which_setting_opens_it(client, probe, monkeypatch,
+                                                                                   settings, db):
+    monkeypatch.delenv("EMPATHY_METRICS_TOKEN", raising=False)
+    settings.DEBUG = False
+    refused = client.get(SCRAPE)
+    assert refused.status_code == 403 and "EMPATHY_METRICS_TOKEN" in refused.content.decode()
+    assert "empathy_up" not in refused.content.decode()
+    monkeypatch.setenv("EMPATHY_METRICS_TOKEN", "s3cret-token")
+    assert scrape(client, HTTP_AUTHORIZATION="Bearer s3cret-token")[("empathy_up", "")] == 1
 
 
 def test_it_refuses_other_methods_on_the_endpoint(client, probe, no_token, db):

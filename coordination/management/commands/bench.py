@@ -20,7 +20,7 @@ class Command(BaseCommand):
                             help="benchmark claim/complete over the HTTP API: latency, and requests per second "
                                  "with 1 and 50 keep-alive clients")
         parser.add_argument("--server", choices=SERVERS, default="daphne",
-                            help="--http and --load: the ASGI server to run the site with (default daphne)")
+                            help="--http, --load and --live: the ASGI server to run the site with (default daphne)")
         parser.add_argument("--load", action="store_true",
                             help="bounded load run: 200 HTTP agents and 8 library processes on one Redis, then "
                                  "8 library processes alone beside the Lua claim ceiling")
@@ -79,7 +79,7 @@ class Command(BaseCommand):
             raise CommandError("bench --live needs a Redis (the site runs in another process): "
                                "start one on localhost:6379 or set REDIS_URL / --url")
         try:
-            report = run_live_bench(url, options["samples"] or 200, options["sockets"],
+            report = run_live_bench(url, options["samples"] or 200, options["sockets"], server=options["server"],
                                     log=(lambda *_: None) if options["json"] else self.stderr.write)
         except (MemoryUnavailableError, RuntimeError, ValueError) as exc:
             raise CommandError(str(exc)) from None

@@ -1,14 +1,15 @@
 """``manage.py serve``: the whole site in one process, with the demo agents at work.
 
 Migrates the database, makes sure the demo logins exist (DEBUG only, or ``--demo-users``), starts
-the metrics probe and the demo agents in background threads, and serves HTTP and WebSockets with
-daphne on ``--host``:``--port``. Ctrl-C stops the server, then the threads.
+the metrics probe and the demo agents in background threads, and serves HTTP, WebSockets and the
+static files (ServeStatic, as every site process does) on ``--host``:``--port`` with ``--server``
+(daphne or uvicorn; the default is the faster of the two, see ``coordination.servers``). Ctrl-C stops
+the server, then the threads.
 """
 
 from __future__ import annotations
 
 import os
-import signal
 import threading
 
 from django.conf import settings
@@ -18,7 +19,7 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
-from coordination import metrics_probe
+from coordination import metrics_probe, servers
 from coordination.memory import get_memory
 from empathy_os import MemoryUnavailableError
 
@@ -52,7 +53,7 @@ def demo_enabled(no_demo: bool) -> bool:
 
 
 class Command(BaseCommand):
-    help = "Serve the site with daphne (HTTP + WebSockets), the metrics probe and the demo agents."
+    help = "Serve the site (HTTP, WebSockets, static files) with daphne or uvicorn, the metrics probe and the demo agents."
 
     def add_arguments(self, parser):
         parser.add_argument("--host", default="127.0.0.1")
@@ -61,10 +62,10 @@ class Command(BaseCommand):
         parser.add_argument("--speed", type=float, default=1.0, help="demo pace factor (2 = twice as fast)")
         parser.add_argument("--demo-users", action="store_true",
                             help="create the demo logins even when DEBUG is off")
-        parser.add_argument("--nostatic", action="store_false", dest="static",
-                            help="do not serve static files (a proxy serves them)")
+        parser.add_argument("--server", choices=servers.SERVERS, default=servers.DEFAULT_SERVER,
+                            help=f"the ASGI server (default {servers.DEFAULT_SERVER})")
 
-    def handle(self, *args, host, port, no_demo, speed, demo_users, static, **options):
+    def handle(self, *args, host, port, no_demo, speed, demo_users, server, **options):
         if not speed > 0:
             raise CommandError("--speed must be positive")
         if not 0 <= port <= 65535:
@@ -88,7 +89,8 @@ class Command(BaseCommand):
             url = f"http://{'[' + host + ']' if ':' in host else host}:{port}/"
             lines = [f"Empathy coordination at {url}", f"memory mode: {memory.mode}" +
                      (" (in-process; data is lost when the server stops)" if memory.mode == "mock" else ""),
-                     f"demo agents: {'on, speed ' + format(speed, 'g') if demo else 'off'}"]
+                     f"demo agents: {'on, speed ' + format(speed, 'g') if demo else 'off'}",
+                     f"server: {server}"]
             if logins:
                 lines.append("demo logins (development only):")
                 lines += [f"  {name} / {password or '(its own password)'}  ({group.lower()})"
@@ -98,28 +100,13 @@ class Command(BaseCommand):
             self.stdout.flush()
 
         try:
-            self.serve(host, port, static, ready)
+            from empathy_site.asgi import application
+
+            servers.serve(server, application, host, port, ready)
+        except servers.ServerError as exc:
+            raise CommandError(str(exc)) from None
         finally:
             stop.set()
             for thread in threads:
                 thread.join(5)
             self.stdout.write("stopped")
-
-    def serve(self, host: str, port: int, static: bool, ready) -> None:
-        from daphne.endpoints import build_endpoint_description_strings
-        from daphne.server import Server
-
-        from empathy_site.asgi import application
-
-        if static:
-            from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
-
-            application = ASGIStaticFilesHandler(application)
-        # Ctrl-C stops the server even when a shell started it with SIGINT ignored (a background job):
-        # Twisted only takes SIGINT over from Python's default handler.
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-        server = Server(application=application, endpoints=build_endpoint_description_strings(host=host, port=port),
-                        signal_handlers=True, ready_callable=ready, verbosity=0)
-        server.run()
-        if server.abort_start:
-            raise CommandError(f"could not listen on {host}:{port} (in use?)")
