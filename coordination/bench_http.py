@@ -26,30 +26,22 @@ from django.conf import settings
 from empathy_os import AgentCoordinator, AgentTask
 from empathy_os.bench import _percentiles, cleanup, nearest_rank
 
+from . import servers
 from .bench_live import free_port
 from .models import AgentToken
+from .servers import DEFAULT_SERVER
 from .tokens import TOKEN_CACHE_SECONDS, issue_token
 
-SERVERS = ("daphne", "uvicorn")
 #: HTTP claim p50 at most this many raw Redis round trips (PING p50 of the same run).
 HTTP_RATIO_TARGET = 4.0
 THROUGHPUT_CLIENTS = (1, 50)
 
 
-def server_command(server: str, port: int) -> list[str]:
-    if server == "daphne":
-        return [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "empathy_site.asgi:application"]
-    if server == "uvicorn":  # uvicorn[standard]: uvloop and httptools; Django has no lifespan protocol
-        return [sys.executable, "-m", "uvicorn", "empathy_site.asgi:application", "--host", "127.0.0.1",
-                "--port", str(port), "--lifespan", "off", "--no-access-log", "--log-level", "warning"]
-    raise ValueError(f"--server must be one of {', '.join(SERVERS)}, got {server!r}")
-
-
-def start_server(port: int, redis_url: str, server: str = "daphne") -> subprocess.Popen:
+def start_server(port: int, redis_url: str, server: str = DEFAULT_SERVER) -> subprocess.Popen:
     """Start ``server`` on 127.0.0.1:``port`` over ``redis_url``; returns once /api/v1/health answers."""
     env = dict(os.environ, REDIS_URL=redis_url)
     env.pop("EMPATHY_REDIS_MOCK", None)
-    process = subprocess.Popen(server_command(server, port), cwd=settings.BASE_DIR, env=env,
+    process = subprocess.Popen(servers.command(server, "127.0.0.1", port), cwd=settings.BASE_DIR, env=env,
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -183,12 +175,12 @@ async def _throughput(port: int, tokens: list[str], task_type: str, requests: in
             "errors_5xx": sum(s >= 500 for s in out["statuses"]), "completed": len(out["completed"])}
 
 
-def run_http_bench(memory, samples: int = 500, *, server: str = "daphne", throughput_requests: int = 2000,
+def run_http_bench(memory, samples: int = 500, *, server: str = DEFAULT_SERVER, throughput_requests: int = 2000,
                    log=print) -> dict:
     """Latency (one connection) and throughput (1 and 50 clients) over HTTP; returns the JSON report."""
     if memory.mode == "mock":
         raise RuntimeError("bench --http needs a Redis: the server runs in another process (set REDIS_URL)")
-    server_command(server, 0)  # a bad name fails before anything starts
+    servers.check(server)  # a bad name fails before anything starts
     team = f"bench-http-{uuid.uuid4().hex[:10]}"
     agent = "bench-agent"
     token, row = issue_token(agent, team, "contributor", created_by="manage.py bench")

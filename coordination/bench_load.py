@@ -24,6 +24,7 @@ from empathy_os.loadgen import library_worker
 
 from .bench_http import KeepAlive, claim_complete_loop, forget_tokens, redis_url_of, start_server, stop_server
 from .bench_live import free_port
+from .servers import DEFAULT_SERVER
 from .tokens import issue_token
 
 HTTP_AGENTS = 200
@@ -102,7 +103,7 @@ async def _http_agents(port: int, tokens: list[str], go, progress, log) -> dict:
     return out
 
 
-def run_load_bench(memory, tasks: int = 6000, *, server: str = "daphne", processes_tasks: int = 8000,
+def run_load_bench(memory, tasks: int = 6000, *, server: str = DEFAULT_SERVER, processes_tasks: int = 8000,
                    log=print) -> dict:
     """Both phases; returns the JSON report (see the module docstring)."""
     if memory.mode != "redis":

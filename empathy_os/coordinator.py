@@ -113,6 +113,12 @@ class AgentCoordinator:
 
     def __init__(self, memory, team_id: str = DEFAULT_TEAM, credentials: AgentCredentials | None = None,
                  *, lease_seconds: float | None = None):
+        self._identify(memory, team_id, credentials)
+        self.lease_seconds = positive_seconds(lease_seconds or memory.config.task_lease_seconds, "lease_seconds")
+        self._keys = memory.team(team_id)
+
+    def _identify(self, memory, team_id: str, credentials: AgentCredentials | None) -> None:
+        """The memory, the team and who acts (a steward "coordinator" of the team unless told)."""
         self.memory = memory
         self.team_id = validate_id(team_id, "team id")
         if credentials is None:
@@ -120,8 +126,6 @@ class AgentCoordinator:
         elif credentials.team_id != team_id:
             raise InvalidInputError(f"credentials are for team {credentials.team_id}, not {team_id}")
         self._credentials = credentials
-        self.lease_seconds = positive_seconds(lease_seconds or memory.config.task_lease_seconds, "lease_seconds")
-        self._keys = memory.team(team_id)
 
     @property
     def credentials(self) -> AgentCredentials:

@@ -27,15 +27,20 @@ class TeamSession:
 
     def __init__(self, memory, session_id: str, purpose: str = "", *, team_id: str = DEFAULT_TEAM,
                  credentials: AgentCredentials | None = None):
+        self._identify(memory, session_id, purpose, team_id, credentials)
+        self._keys = memory.team(team_id)
+        self.created = False
+        if self._opens:
+            self.open()
+
+    def _identify(self, memory, session_id: str, purpose: str, team_id: str,
+                  credentials: AgentCredentials | None) -> None:
+        """The memory, the session, its team and who acts (a steward "coordinator" unless told)."""
         self.memory = memory
         self.session_id = validate_id(session_id, "session id")
         self.purpose = _text(purpose, "purpose", limit=1000)
         self.team_id = validate_id(team_id, "team id")
         self.credentials = credentials or AgentCredentials("coordinator", AccessTier.STEWARD, team_id)
-        self._keys = memory.team(team_id)
-        self.created = False
-        if self._opens:
-            self.open()
 
     #: Whether constructing the handle opens the session (the asyncio twin opens it with ``await open()``).
     _opens = True

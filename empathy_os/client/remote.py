@@ -14,10 +14,8 @@ from __future__ import annotations
 from ..coordinator import AgentCoordinator, AgentTask
 from ..defaults import DEFAULT_TEAM
 from ..exceptions import InvalidInputError
-from ..keys import validate_id
-from ..patterns import _text
 from ..sessions import TeamSession
-from ..tiers import AccessTier, AgentCredentials
+from ..tiers import AgentCredentials
 
 
 class RemoteCoordinator(AgentCoordinator):
@@ -25,14 +23,8 @@ class RemoteCoordinator(AgentCoordinator):
 
     def __init__(self, memory, team_id: str = DEFAULT_TEAM, credentials: AgentCredentials | None = None,
                  *, lease_seconds: float | None = None):
-        self.memory = memory
-        self.team_id = validate_id(team_id, "team id")
-        if credentials is None:
-            credentials = AgentCredentials("coordinator", AccessTier.STEWARD, team_id)
-        elif credentials.team_id != team_id:
-            raise InvalidInputError(f"credentials are for team {credentials.team_id}, not {team_id}")
-        self._credentials = credentials
-        self.lease_seconds = lease_seconds
+        self._identify(memory, team_id, credentials)
+        self.lease_seconds = lease_seconds  # None: the site's default lease
 
     def _lease(self, lease_seconds):
         return self.lease_seconds if lease_seconds is None else lease_seconds
@@ -113,11 +105,7 @@ class RemoteSession(TeamSession):
 
     def __init__(self, memory, session_id: str, purpose: str = "", *, team_id: str = DEFAULT_TEAM,
                  credentials: AgentCredentials | None = None):
-        self.memory = memory
-        self.session_id = validate_id(session_id, "session id")
-        self.purpose = _text(purpose, "purpose", limit=1000)
-        self.team_id = validate_id(team_id, "team id")
-        self.credentials = credentials or AgentCredentials("coordinator", AccessTier.STEWARD, team_id)
+        self._identify(memory, session_id, purpose, team_id, credentials)
         self.created = False
         self.open()
 

@@ -2,9 +2,10 @@ import json
 
 from django.core.management.base import BaseCommand, CommandError
 
-from coordination.bench_http import SERVERS, format_http_table, run_http_bench
+from coordination.bench_http import format_http_table, run_http_bench
 from coordination.bench_load import format_load_table, run_load_bench
 from coordination.bench_live import format_live_table, run_live_bench
+from coordination.servers import DEFAULT_SERVER, SERVERS
 from empathy_os import MemoryUnavailableError, get_redis_memory
 from empathy_os.redis_memory import resolve_redis_url
 from empathy_os import bench as library_bench
@@ -12,15 +13,15 @@ from empathy_os import bench as library_bench
 
 class Command(BaseCommand):
     help = ("Benchmark the library against raw Redis round trips (same as python -m empathy_os.bench), "
-            "with --http the agent API through a real daphne server, or with --live the time from a "
+            "with --http the agent API through a real server (uvicorn or daphne), or with --live the time from a "
             "library change to a dashboard's DOM in headless Chromium, with 100 dashboard WebSockets open.")
 
     def add_arguments(self, parser):
         parser.add_argument("--http", action="store_true",
                             help="benchmark claim/complete over the HTTP API: latency, and requests per second "
                                  "with 1 and 50 keep-alive clients")
-        parser.add_argument("--server", choices=SERVERS, default="daphne",
-                            help="--http, --load and --live: the ASGI server to run the site with (default daphne)")
+        parser.add_argument("--server", choices=SERVERS, default=DEFAULT_SERVER,
+                            help=f"--http, --load and --live: the ASGI server to run the site with (default {DEFAULT_SERVER})")
         parser.add_argument("--load", action="store_true",
                             help="bounded load run: 200 HTTP agents and 8 library processes on one Redis, then "
                                  "8 library processes alone beside the Lua claim ceiling")
