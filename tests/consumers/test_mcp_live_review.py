@@ -6,7 +6,7 @@ and its event, the relay (driven here) forwards the event, the consumer renders 
 from __future__ import annotations
 
 import pytest
-from asgiref.sync import sync_to_async
+from channels.db import database_sync_to_async
 
 from coordination.tokens import issue_token
 from empathy_os import AccessTier, AgentCoordinator, AgentCredentials, AgentTask
@@ -31,7 +31,7 @@ async def test_a_pattern_staged_over_mcp_appears_on_the_review_page(site_memory,
     page, connected, _ = await connect(PATH, cookies["validator"])
     assert connected
     assert "Escape user text" not in await receive_list(page)
-    token = (await sync_to_async(issue_token)("scout", TEAM, "contributor", created_by="tests"))[0]
+    token = (await database_sync_to_async(issue_token)("scout", TEAM, "contributor", created_by="tests"))[0]
     async with mcp_over_http(live_site.url, token) as agent:
         assert {t.name for t in (await agent.list_tools()).tools} >= {"claim_task", "complete_task", "stage_pattern"}
         task = (await call(agent, "claim_task", task_type="security_review"))["task"]

@@ -8,7 +8,7 @@ application (origin check, session auth, routing).
 from __future__ import annotations
 
 import pytest
-from asgiref.sync import sync_to_async
+from channels.db import database_sync_to_async
 
 from coordination.live import CLOSE_FORBIDDEN, Coalescer
 from empathy_os import AccessTier, AgentCredentials, StagedPattern, lock_pattern
@@ -71,7 +71,7 @@ async def test_it_sends_a_newly_staged_pattern_as_a_partial(site_memory, cookies
     communicator, connected, _ = await connect(cookies["steward"])
     assert connected
     await receive_list(communicator)
-    await sync_to_async(stage)(site_memory, "p1", name="Brand new <b>pattern</b>")
+    await database_sync_to_async(stage)(site_memory, "p1", name="Brand new <b>pattern</b>")
     assert await relay.process_one() == 1
     html = await receive_list(communicator)
     assert html.index('id="pattern-t1--p1"') < html.index('id="pattern-t1--p0"')  # newest first
@@ -83,7 +83,7 @@ async def test_it_takes_a_decided_pattern_out_of_the_list(site_memory, cookies, 
     communicator, _, _ = await connect(cookies["validator"])
     await receive_list(communicator)
     validator = AgentCredentials("human-val2", AccessTier.VALIDATOR, "t1")
-    await sync_to_async(library.promote)(site_memory, validator, "p0")
+    await database_sync_to_async(library.promote)(site_memory, validator, "p0")
     await relay.process_one()
     html = await receive_list(communicator)
     assert "pattern-t1--p0" not in html and "No patterns are waiting for review." in html
@@ -95,7 +95,7 @@ async def test_it_renders_the_lock_badge_for_each_recipient(site_memory, cookies
     other, _, _ = await connect(cookies["val2"])
     await receive_list(holder)
     await receive_list(other)
-    await sync_to_async(lock_pattern)(site_memory, AgentCredentials("human-validator", AccessTier.VALIDATOR, "t1"), "p0")
+    await database_sync_to_async(lock_pattern)(site_memory, AgentCredentials("human-validator", AccessTier.VALIDATOR, "t1"), "p0")
     assert await relay.process_one() == 1
     mine, theirs = await receive_list(holder), await receive_list(other)
     assert ">being reviewed by you</span>" in mine and 'class="pattern"' in mine
@@ -111,7 +111,7 @@ async def test_it_renders_a_burst_of_pattern_events_once(site_memory, cookies, r
     await receive_list(communicator)
 
     for i in range(20):
-        await sync_to_async(stage)(site_memory, f"burst{i}")
+        await database_sync_to_async(stage)(site_memory, f"burst{i}")
     assert await relay.process_one() == 20
     html = await receive_list(communicator)
     assert html.count('<article id="pattern-t1--') == 21  # all staged before the render

@@ -10,7 +10,7 @@ import re
 
 import fakeredis
 import pytest
-from asgiref.sync import sync_to_async
+from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
 from django.contrib.auth.models import User
 from django.test import Client
@@ -215,7 +215,7 @@ async def test_it_accepts_a_websocket_from_its_own_origin(site_memory, settings)
         client.force_login(user)
         return f"sessionid={client.cookies['sessionid'].value}".encode()
 
-    cookie = await sync_to_async(login_cookie)()
+    cookie = await database_sync_to_async(login_cookie)()
     communicator = WebsocketCommunicator(application, f"/ws/teams/{TEAM}/",
                                          headers=[(b"origin", b"http://localhost"), (b"host", b"localhost"),
                                                   (b"cookie", cookie)])

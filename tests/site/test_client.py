@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import httpx
 import pytest
-from asgiref.sync import sync_to_async
+from channels.db import database_sync_to_async
 
 from coordination.tokens import issue_token
 from empathy_os import (
@@ -184,7 +184,7 @@ def test_the_remote_classes_override_every_public_method(cls, remote):
 
 @pytest.mark.django_db(transaction=True)
 async def test_the_async_client(live_site, memory):
-    token = (await sync_to_async(issue_token)("scout", TEAM, "contributor"))[0]
+    token = (await database_sync_to_async(issue_token)("scout", TEAM, "contributor"))[0]
     AgentCoordinator(memory, TEAM).add_task(AgentTask("t-1", "review"))
     memory.send_signal(AgentCredentials("lead", AccessTier.STEWARD, TEAM), "go", {}, "scout")
     async with await AsyncClient.connect(live_site.url, token) as client:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import httpx
 import pytest
-from asgiref.sync import sync_to_async
+from channels.db import database_sync_to_async
 
 from coordination.tokens import issue_token
 from empathy_os import AccessTier, AgentCoordinator, AgentCredentials, AgentTask, StagedPattern, TeamSession
@@ -23,7 +23,7 @@ STEWARD = AgentCredentials("lead", AccessTier.STEWARD, TEAM)
 
 
 async def token(agent_id: str, tier: str, team: str = TEAM) -> str:
-    return (await sync_to_async(issue_token)(agent_id, team, tier, created_by="tests"))[0]
+    return (await database_sync_to_async(issue_token)(agent_id, team, tier, created_by="tests"))[0]
 
 
 def pattern_args(pattern_id: str = "pat_eager") -> dict:
@@ -116,7 +116,7 @@ async def test_search_library_finds_approved_patterns_and_counts_the_reuse(live_
     author = AgentCredentials("author", AccessTier.CONTRIBUTOR, TEAM)
     memory.stage_pattern(author, StagedPattern("pat_v", "author", "security", "Validate at the boundary",
                                                description="validate input at API boundaries", code="check(x)"))
-    await sync_to_async(library.promote)(memory, AgentCredentials("val", AccessTier.VALIDATOR, TEAM), "pat_v")
+    await database_sync_to_async(library.promote)(memory, AgentCredentials("val", AccessTier.VALIDATOR, TEAM), "pat_v")
     async with mcp_over_http(live_site.url, await token("scout", "contributor")) as client:
         found = (await call(client, "search_library", query="boundary"))["patterns"]
         assert [p["pattern_id"] for p in found] == ["pat_v"]
