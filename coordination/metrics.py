@@ -102,11 +102,6 @@ def read_figures(memory, *, server: bool = True, teams: list[str] | None = None)
     return overview, [figures_of(row) for row in overview["teams"]]
 
 
-def team_figures(memory, team_id: str) -> dict:
-    """One team's figures (the Prometheus endpoint reads them team by team; :func:`read_figures` reads all)."""
-    return read_figures(memory, server=False, teams=[team_id])[1][0]
-
-
 def library_figures() -> dict:
     """Per team and overall: library patterns, look-ups, hits, reuse rate (hits / look-ups)."""
     teams: dict[str, dict] = {}

@@ -24,7 +24,7 @@ from empathy_os import MemoryUnavailableError
 from empathy_os.bench import nearest_rank
 
 from . import metrics_probe
-from .metrics import RECENT_TASKS, library_figures, team_figures
+from .metrics import RECENT_TASKS, library_figures, read_figures
 from .metrics_probe import PROBED, WINDOW, Probe
 
 
@@ -56,8 +56,8 @@ def counter(name: str, help_text: str, labels=(), samples=()):
 
 def _redis_figures(memory) -> dict:
     """Everything read from Redis, read before anything is written out (an outage leaves no half)."""
-    return {"keys": memory.get_stats()["keys"],
-            "teams": [team_figures(memory, team_id) for team_id in memory.list_teams()]}
+    overview, teams = read_figures(memory)  # one read, whatever the number of teams
+    return {"keys": overview["stats"]["keys"], "teams": teams}
 
 
 class SiteCollector(Collector):

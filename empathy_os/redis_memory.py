@@ -10,18 +10,17 @@ from __future__ import annotations
 import logging
 import os
 import time
-from urllib.parse import urlsplit, urlunsplit
 
 import redis
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError, RedisClusterException, ResponseError
-from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.exceptions import NoScriptError, ResponseError
 
 from . import defaults
 from .codec import decode_json, encode_json, ms_to_seconds, positive_seconds
 from .defaults import Config
 from .exceptions import InvalidInputError, MemoryUnavailableError
 from . import team_index
+from .connection import UNAVAILABLE, _shared_mock_server, client_from_url, redact_url
+from .overview import read_overview
 from .keys import TeamKeys, token_cache_key, validate_id
 from .ops import Pipe, Read, Run, op, read
 from .patterns import (
@@ -37,71 +36,8 @@ from .tiers import AccessTier, AgentCredentials
 
 log = logging.getLogger("empathy_os")
 
-UNAVAILABLE = (RedisConnectionError, RedisTimeoutError, OSError)
-
-_mock_server = None
-
 #: Where :func:`get_redis_memory` looks when no REDIS_URL is set.
 LOCAL_REDIS_URL = "redis://localhost:6379/0"
-
-
-def _shared_mock_server():
-    """One in-memory server per process, so every mock-mode memory of the process sees the same data."""
-    global _mock_server
-    if _mock_server is None:
-        import fakeredis
-
-        _mock_server = fakeredis.FakeServer()
-    return _mock_server
-
-
-def redact_url(url: str) -> str:
-    """The URL without its password, for logs and error messages."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = f"{parts.username or ''}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc))
-
-
-def is_cluster_url(url: str) -> bool:
-    """``url`` names a Redis Cluster: ``redis+cluster://``, or any URL with ``REDIS_CLUSTER=1``."""
-    return url.startswith("redis+cluster://") or os.environ.get("REDIS_CLUSTER") == "1"
-
-
-def client_from_url(url: str, *, timeout: float = 5.0):
-    """A redis-py client for ``url`` (redis://, rediss://, unix://, redis+cluster://)."""
-    cluster = is_cluster_url(url)
-    if url.startswith("redis+cluster://"):
-        url = "redis://" + url[len("redis+cluster://"):]
-    kwargs = dict(decode_responses=True, socket_timeout=timeout, socket_connect_timeout=timeout)
-    try:
-        if cluster:
-            return _cluster_client(url, **kwargs)
-        return redis.Redis.from_url(url, health_check_interval=30, **kwargs)
-    except UNAVAILABLE + (RedisClusterException,) as exc:  # a cluster client connects when it is made
-        raise MemoryUnavailableError(f"Redis Cluster at {redact_url(url)} did not answer: {exc}") from None
-    except ValueError as exc:
-        raise InvalidInputError(f"bad Redis URL {redact_url(url)}: {exc}") from None
-
-
-def _cluster_client(url: str, **kwargs):
-    """A ``RedisCluster`` for a redis:// or rediss:// URL of any one node (the others are discovered).
-
-    Built from the URL's parts rather than with ``RedisCluster.from_url``: the nodes of a client made
-    from a URL get connection pools that ``close()`` leaves open (redis-py 8), so each closed memory
-    would leave a socket per master behind."""
-    from redis.cluster import RedisCluster
-    from redis.connection import SSLConnection, parse_url
-
-    options = parse_url(url)
-    if "path" in options:
-        raise ValueError("a Redis Cluster is reached over TCP, not a unix socket")
-    if options.pop("db", 0) != 0:
-        raise ValueError("a Redis Cluster has database 0 only")
-    if options.pop("connection_class", None) is SSLConnection:
-        options["ssl"] = True
-    return RedisCluster(**options, **kwargs)
 
 
 class RedisShortTermMemory:
@@ -409,25 +345,9 @@ class RedisShortTermMemory:
         return [dict(fields, id=entry_id) for entry_id, fields in entries]
 
     def get_stats(self) -> dict:
-        """``mode``, ``keys`` (keys in the database), ``memory_used``, and counts per kind of data."""
-        client = self.client
-        teams = self.list_teams()
-        pipe = client.pipeline(transaction=False)
-        for team_id in teams:
-            t = self.team(team_id)
-            pipe.hlen(t.agents).zcard(t.pending).zcard(t.leased).zcard(t.completed).zcard(t.failed)
-            pipe.hlen(t.staged).zcard(t.sessions).xlen(t.signals)
-        counts = self.read(pipe.execute) if teams else []
-        names = ("agents", "tasks_pending", "tasks_in_progress", "tasks_completed", "tasks_failed",
-                 "patterns_staged", "sessions", "broadcast_signals")
-        totals = dict.fromkeys(names, 0)
-        for i, value in enumerate(counts):
-            totals[names[i % len(names)]] += value
-        dbsize = self.read(client.dbsize, **self._every_master())  # a cluster client sums the masters' answers
-        if isinstance(dbsize, dict):
-            dbsize = sum(dbsize.values())
-        return {"mode": self.mode, "keys": dbsize, "memory_used": self._memory_used(),
-                "teams": len(teams), **totals}
+        """``mode``, ``keys`` (keys in the database), ``memory_used``, ``teams``, and counts per kind of
+        data summed over the teams (one read: :func:`empathy_os.overview.read_overview`)."""
+        return read_overview(self)["stats"]
 
     def _every_master(self) -> dict:
         """Where server-wide commands go: a cluster client sends them to one node unless told to ask
@@ -439,46 +359,15 @@ class RedisShortTermMemory:
         info = self.read(self.client.info, "memory", **self._every_master())
         return [info] if "used_memory" in info else [n for n in info.values() if isinstance(n, dict)]
 
-    def _memory_used(self) -> str:
-        if self.mode == "mock":
-            return "n/a (in-process mock)"
-        nodes = self._memory_info()
-        if len(nodes) == 1 and "used_memory_human" in nodes[0]:
-            return nodes[0]["used_memory_human"]
-        return f"{sum(int(n.get('used_memory', 0)) for n in nodes) / 1048576:.2f}M"
-
     def get_retention_usage(self) -> dict:
         """How full the bounded structures are, for gauges against the config's limits.
 
         ``used_memory`` and ``maxmemory`` in bytes (None in mock mode; ``maxmemory`` 0 when unset),
         and ``teams``: per team, entries in its ``events`` and broadcast ``signals`` streams, its
         longest agent inbox (``inbox_max``), ``staged`` patterns and finished task records
-        (``completed``, ``failed``).
+        (``completed``, ``failed``). One read: :func:`empathy_os.overview.read_overview`.
         """
-        teams = self.list_teams()
-        pipe = self.client.pipeline(transaction=False)
-        for team_id in teams:
-            t = self.team(team_id)
-            pipe.xlen(t.events).xlen(t.signals).zcard(t.staged_order).zcard(t.completed).zcard(t.failed)
-            pipe.hkeys(t.agents)
-        rows = self.read(pipe.execute) if teams else []
-        usage = {}
-        inboxes = self.client.pipeline(transaction=False)
-        for i, team_id in enumerate(teams):
-            events, signals, staged, completed, failed, agents = rows[i * 6:i * 6 + 6]
-            usage[team_id] = {"events": events, "signals": signals, "staged": staged, "completed": completed,
-                              "failed": failed, "inbox_max": 0, "agents": agents}
-            for agent in agents:
-                inboxes.xlen(self.team(team_id).inbox(agent))
-        lengths = iter(self.read(inboxes.execute) if any(u["agents"] for u in usage.values()) else [])
-        for team_usage in usage.values():
-            team_usage["inbox_max"] = max([next(lengths) for _ in team_usage.pop("agents")], default=0)
-        used = maxmemory = None
-        if self.mode != "mock":
-            nodes = self._memory_info()
-            used = sum(int(n.get("used_memory", 0)) for n in nodes)
-            maxmemory = sum(int(n.get("maxmemory", 0)) for n in nodes)
-        return {"used_memory": used, "maxmemory": maxmemory, "teams": usage}
+        return read_overview(self)["usage"]
 
 
 _REVOKED = "revoked"

@@ -14,6 +14,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
+from .connection import UNAVAILABLE
 from .exceptions import MemoryUnavailableError
 from .keys import TEAM_INDEX_SHARDS, team_index_keys, team_index_shard
 
@@ -45,8 +46,6 @@ def _candidates(memory, team_id: str) -> list[str]:
 
 def register(memory, team_id: str) -> None:
     """List ``team_id`` (once; the first time seen is kept)."""
-    from .redis_memory import UNAVAILABLE  # (redis_memory imports this module)
-
     now = int(time.time() * 1000)
     candidates = _candidates(memory, team_id)
     for i, key in enumerate(candidates):

@@ -170,7 +170,8 @@ EMPATHY_LONG_POLL_THREADS = 64
 
 # Channel layer: channels-redis on the same Redis as the memory; in-memory in mock mode (then the
 # relay, the consumers and the demo all run in the one server process).
-from empathy_os.redis_memory import is_cluster_url, resolve_redis_url  # noqa: E402
+from empathy_os.connection import is_cluster_url  # noqa: E402
+from empathy_os.redis_memory import resolve_redis_url  # noqa: E402
 
 EMPATHY_REDIS_URL = resolve_redis_url()
 _CLUSTER = bool(EMPATHY_REDIS_URL) and is_cluster_url(EMPATHY_REDIS_URL)
