@@ -1,5 +1,6 @@
 """The one table from the library's refusals to HTTP answers: status and error code.
 
+The library's rows are ``empathy_os.exceptions.HTTP_ANSWERS`` (the HTTP client reads them backwards).
 The agent API (``coordination.api``) answers each with ``{"error": code, "detail": message}``; the
 review views (``patterns.views``) say it to a person. An exception takes the row of its most specific
 class (a ``StagingFullError`` is a ``ConflictError``, but answers ``staging_full``).
@@ -7,28 +8,12 @@ class (a ``StagingFullError`` is a ``ConflictError``, but answers ``staging_full
 
 from __future__ import annotations
 
-from empathy_os import (
-    AccessDeniedError,
-    ConflictError,
-    InvalidInputError,
-    LeaseError,
-    MemoryUnavailableError,
-    NotFoundError,
-    StagingFullError,
-    ValueTooLargeError,
-)
+from empathy_os.exceptions import HTTP_ANSWERS
 from patterns.library import LibraryUnavailableError
 
-#: (exception class, HTTP status, error code).
+#: (exception class, HTTP status, error code): the library's answers, and the pattern library's.
 ERROR_TABLE = (
-    (ValueTooLargeError, 413, "too_large"),
-    (InvalidInputError, 400, "invalid_input"),
-    (AccessDeniedError, 403, "forbidden"),
-    (NotFoundError, 404, "not_found"),
-    (StagingFullError, 409, "staging_full"),
-    (LeaseError, 409, "lease"),
-    (ConflictError, 409, "conflict"),
-    (MemoryUnavailableError, 503, "memory_unavailable"),
+    *HTTP_ANSWERS,
     (LibraryUnavailableError, 503, "library_unavailable"),
 )
 #: Seconds to wait before trying again, by status (``Retry-After``).

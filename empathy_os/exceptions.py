@@ -40,3 +40,18 @@ class LeaseError(ConflictError):
 
 class MemoryUnavailableError(EmpathyError, ConnectionError):
     """Redis did not answer (down, unreachable or timed out). Retry later."""
+
+
+#: How the HTTP API answers each refusal: (exception, HTTP status, error code), most specific class
+#: first (a StagingFullError is a ConflictError, but answers "staging_full"). The site extends it
+#: (``coordination/errors.py``); the HTTP client (``empathy_os.client``) reads it backwards.
+HTTP_ANSWERS = (
+    (ValueTooLargeError, 413, "too_large"),
+    (InvalidInputError, 400, "invalid_input"),
+    (AccessDeniedError, 403, "forbidden"),
+    (NotFoundError, 404, "not_found"),
+    (StagingFullError, 409, "staging_full"),
+    (LeaseError, 409, "lease"),
+    (ConflictError, 409, "conflict"),
+    (MemoryUnavailableError, 503, "memory_unavailable"),
+)

@@ -14,17 +14,7 @@ from typing import Any, Callable
 
 import httpx
 
-from ..exceptions import (
-    AccessDeniedError,
-    ConflictError,
-    EmpathyError,
-    InvalidInputError,
-    LeaseError,
-    MemoryUnavailableError,
-    NotFoundError,
-    StagingFullError,
-    ValueTooLargeError,
-)
+from ..exceptions import HTTP_ANSWERS, AccessDeniedError, EmpathyError, MemoryUnavailableError
 
 API_PREFIX = "/api/v1"
 #: Connect, write and pool timeouts (s); reads wait ``READ_TIMEOUT`` plus any long-poll ``wait``.
@@ -50,23 +40,10 @@ class RateLimitedError(EmpathyError):
         self.retry_after = retry_after
 
 
-#: (status, error code) -> exception; a code not listed falls back to the status alone.
-ERRORS = {
-    (400, None): InvalidInputError,
-    (401, None): TokenRejectedError,
-    (403, None): AccessDeniedError,
-    (404, None): NotFoundError,
-    (409, None): ConflictError,
-    (409, "staging_full"): StagingFullError,
-    (409, "lease"): LeaseError,
-    (413, None): ValueTooLargeError,
-    (503, None): MemoryUnavailableError,
-}
-
-
 #: The API's error codes (``{"error": code}``, and a batch's per-item ``error``) -> exception.
-CODES = {"invalid_input": InvalidInputError, "too_large": ValueTooLargeError, "forbidden": AccessDeniedError,
-         "not_found": NotFoundError, "conflict": ConflictError, "lease": LeaseError, "staging_full": StagingFullError}
+CODES = {code: exc for exc, _, code in HTTP_ANSWERS}
+#: An answer whose code is not listed: the most general class of its status (the table's last row of it).
+BY_STATUS = {status: exc for exc, status, _ in HTTP_ANSWERS} | {401: TokenRejectedError}
 
 
 def raise_for(response: httpx.Response) -> None:
@@ -80,7 +57,7 @@ def raise_for(response: httpx.Response) -> None:
     status = response.status_code
     if status == 429:
         raise RateLimitedError(detail, retry_after(response) or 1.0)
-    exc = ERRORS.get((status, code)) or ERRORS.get((status, None))
+    exc = CODES.get(code) or BY_STATUS.get(status)
     if exc is None:
         raise EmpathyError(f"the server answered {status}: {detail}")
     raise exc(detail)
