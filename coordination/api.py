@@ -65,9 +65,17 @@ def error(request, status: int, code: str, detail: str, **headers):
     return response
 
 
-def _refused(request, exc, status: int, code: str):
+def refusal_headers(status: int) -> dict:
+    """Extra headers of a refusal with ``status`` (``Retry-After`` of a 503)."""
     retry = RETRY_AFTER.get(status)
-    return error(request, status, code, str(exc), **({"Retry_After": str(retry)} if retry else {}))
+    return {"Retry-After": str(retry)} if retry else {}
+
+
+def _refused(request, exc, status: int, code: str):
+    response = error(request, status, code, str(exc))
+    for name, value in refusal_headers(status).items():
+        response[name] = value
+    return response
 
 
 def error_code(exc: Exception) -> str:
@@ -120,7 +128,10 @@ def _not_found(request, exc):
 
 
 def coordinator(request) -> AsyncAgentCoordinator:
-    creds = request.auth
+    return coordinator_for(request.auth)
+
+
+def coordinator_for(creds) -> AsyncAgentCoordinator:
     return AsyncAgentCoordinator(amemory(), creds.team_id, creds)
 
 
@@ -222,12 +233,30 @@ async def add_tasks(request, body: Union[s.TaskIn, list[s.TaskIn]]):
 async def claim(request, body: Optional[s.ClaimIn] = None):
     """Claim the best pending task (of ``task_type``, or of the caller's capabilities) for the caller (a
     steward: for ``agent_id``). 204 if none."""
-    body = body or s.ClaimIn()
-    task = await coordinator(request).claim_task(body.agent_id or request.auth.agent_id, body.task_type,
-                                                 lease_seconds=body.lease_seconds)
-    if task is None:
-        return Status(204, None)
-    return task_out(task)
+    task = await claim_for(request.auth, body or s.ClaimIn())
+    return Status(204, None) if task is None else task
+
+
+# The bodies of the hot endpoints (claim, complete, lease heartbeat), which coordination.hotpath also
+# serves without Django once a request's token is in the credentials cache: one implementation for both.
+
+
+async def claim_for(creds, body: s.ClaimIn) -> Optional[dict]:
+    task = await coordinator_for(creds).claim_task(body.agent_id or creds.agent_id, body.task_type,
+                                                   lease_seconds=body.lease_seconds)
+    return None if task is None else task_out(task)
+
+
+async def complete_for(creds, task_id: str, body: s.CompleteIn) -> dict:
+    credited = await coordinator_for(creds).complete_task(task_id, body.result, body.agent_id,
+                                                          lease_token=body.lease_token)
+    return {"task_id": task_id, "status": "completed", "agent_id": credited}
+
+
+async def extend_for(creds, task_id: str, body: s.LeaseIn) -> dict:
+    expires = await coordinator_for(creds).extend_lease(task_id, body.agent_id, lease_seconds=body.lease_seconds,
+                                                        lease_token=body.lease_token)
+    return {"task_id": task_id, "lease_expires_at": expires}
 
 
 @api.post("/tasks/claim-batch", response={200: list[s.TaskOut], **ERRORS}, tags=["tasks"])
@@ -258,9 +287,7 @@ async def complete_batch(request, body: s.CompleteBatchIn):
 async def complete(request, task_id: str, body: s.CompleteIn):
     """Complete a task the caller holds (409 ``lease`` if it does not, or its lease expired; a steward
     completes whoever's claim). ``agent_id`` is the agent credited."""
-    credited = await coordinator(request).complete_task(task_id, body.result, body.agent_id,
-                                                        lease_token=body.lease_token)
-    return {"task_id": task_id, "status": "completed", "agent_id": credited}
+    return await complete_for(request.auth, task_id, body)
 
 
 @api.post("/tasks/{task_id}/fail", response={200: dict, **ERRORS}, tags=["tasks"])
@@ -273,10 +300,7 @@ async def fail(request, task_id: str, body: s.FailIn):
 @api.post("/tasks/{task_id}/heartbeat", response={200: dict, **ERRORS}, tags=["tasks"])
 async def extend(request, task_id: str, body: Optional[s.LeaseIn] = None):
     """Extend the lease on a task the caller holds."""
-    body = body or s.LeaseIn()
-    expires = await coordinator(request).extend_lease(task_id, body.agent_id,
-                                                      lease_seconds=body.lease_seconds, lease_token=body.lease_token)
-    return {"task_id": task_id, "lease_expires_at": expires}
+    return await extend_for(request.auth, task_id, body or s.LeaseIn())
 
 
 @api.get("/tasks", response={200: list[s.TaskOut], **ERRORS}, tags=["tasks"])

@@ -18,6 +18,9 @@ CODES = {400: "invalid_input", 403: "forbidden", 404: "not_found", 405: "method_
          500: "server_error"}
 
 
+#: The body of an API 500 (the error itself goes to the log, never to the caller).
+SERVER_ERROR = {"error": "server_error", "detail": "internal error; it has been logged"}
+
 SECURITY_HEADERS = {"X-Content-Type-Options": "nosniff", "Referrer-Policy": "same-origin",
                     "X-Frame-Options": "DENY", "Cache-Control": "no-store"}
 
@@ -74,7 +77,7 @@ class ApiJsonErrorsMiddleware:
             return database_unavailable(request, exception)
         if request.path.startswith("/api/"):
             log.exception("unhandled error on %s %s", request.method, request.path)
-            return JsonResponse({"error": "server_error", "detail": "internal error; it has been logged"}, status=500)
+            return JsonResponse(SERVER_ERROR, status=500)
         return None
 
 

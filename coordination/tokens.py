@@ -79,9 +79,9 @@ async def authenticate(token: str, client: str) -> AgentCredentials | None:
 
 async def credentials_for(token: str) -> AgentCredentials | None:
     """The credentials a live token stands for, or None."""
-    if not token.startswith(TOKEN_PREFIX) or len(token) > 100:
+    digest = token_digest(token)
+    if digest is None:
         return None
-    digest = hash_token(token)
     memory = get_memory().aio
     try:
         cached = await memory.cached_credentials(digest)
@@ -99,3 +99,23 @@ async def credentials_for(token: str) -> AgentCredentials | None:
         except MemoryUnavailableError:
             pass
     return credentials
+
+
+async def cached_credentials_for(token: str, client: str) -> AgentCredentials | None:
+    """The credentials of ``token`` from the Redis cache alone (one GET, no database, no thread), or
+    None when they are not there, Redis is away, or ``client`` is being refused for bad tokens: then
+    :func:`authenticate` must decide."""
+    digest = token_digest(token)
+    if digest is None or token_limiter(get_memory()).retry_after(client):
+        return None
+    try:
+        return await get_memory().aio.cached_credentials(digest)
+    except MemoryUnavailableError:
+        return None
+
+
+def token_digest(token: str) -> str | None:
+    """The stored hash of a well-formed token, or None for a string that cannot be one."""
+    if not token.startswith(TOKEN_PREFIX) or len(token) > 100:
+        return None
+    return hash_token(token)

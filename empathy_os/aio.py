@@ -17,11 +17,14 @@ the client is fakeredis's async client on the sync memory's FakeServer: both see
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import weakref
 
 from redis.exceptions import NoScriptError, ResponseError
 
 from . import ops, sessions
 from .defaults import ASYNC_MAX_CONNECTIONS
+from .local_credentials import LocalCredentials
 from .coordinator import AgentCoordinator
 from .ops import Pipe, Read, Run
 from .redis_memory import UNAVAILABLE, RedisShortTermMemory
@@ -29,7 +32,7 @@ from .scripts import SCRIPTS, translate_error
 
 #: The memory's operations that have a coroutine twin here (the rest of the memory stays sync).
 MEMORY_OPS = ("stash", "retrieve", "forget", "send_signal", "receive_signals", "persist_state", "restore_state",
-              "stage_pattern", "get_staged_patterns", "cached_credentials", "cache_credentials")
+              "stage_pattern", "get_staged_patterns", "cache_credentials")
 
 _SSL_OPTIONS = ("ssl_keyfile", "ssl_certfile", "ssl_cert_reqs", "ssl_ca_certs", "ssl_ca_data", "ssl_check_hostname")
 
@@ -106,6 +109,7 @@ class AsyncRedisShortTermMemory:
         self.url = memory.url
         self._make_client = _client_factory(memory)
         self._clients = {}  # event loop -> (client, the generator closing it, cluster start-up task)
+        self._local_credentials = weakref.WeakKeyDictionary()  # event loop -> LocalCredentials (not in cluster mode)
 
     def __repr__(self):
         return f"<AsyncRedisShortTermMemory mode={self.mode} url={self.url}>"
@@ -141,6 +145,30 @@ class AsyncRedisShortTermMemory:
                     await _close_quietly(entry[1])
                 raise
         return entry[0]
+
+    async def cached_credentials(self, token_hash: str):
+        """The cached credentials of a token, as the sync memory's, but kept in the process for a few
+        seconds while revocations are being heard (``empathy_os.local_credentials``): then a request
+        of a known token costs no round trip."""
+        local = self._local()
+        if local is not None:
+            found = local.get(token_hash)
+            if found is not None:
+                return found
+            generation = local.generation
+        credentials = await ops.adrive(RedisShortTermMemory.cached_credentials.op(self, token_hash), self)
+        if local is not None and credentials is not None:
+            local.put(token_hash, credentials, generation)
+        return credentials
+
+    def _local(self) -> LocalCredentials | None:
+        if self.mode == "cluster":
+            return None
+        loop = asyncio.get_running_loop()
+        local = self._local_credentials.get(loop)
+        if local is None or local.task.done():
+            local = self._local_credentials[loop] = LocalCredentials(self)
+        return local
 
     async def _known(self, team) -> None:
         # The team index is the sync memory's (written once per process and team, apart from team data).
@@ -203,7 +231,13 @@ class AsyncRedisShortTermMemory:
 
     async def aclose(self) -> None:
         """Close the running loop's client now (otherwise it closes with its loop)."""
-        entry = self._clients.pop(asyncio.get_running_loop(), None)
+        loop = asyncio.get_running_loop()
+        local = self._local_credentials.pop(loop, None)
+        if local is not None:
+            local.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await local.task
+        entry = self._clients.pop(loop, None)
         if entry is not None:
             await entry[1].aclose()
 

@@ -194,6 +194,12 @@ _CLIENT = re.compile(r"[0-9A-Fa-f.:]{1,64}")
 _DIGEST = re.compile(r"[0-9a-f]{64}")
 
 
+def token_revocations_channel(prefix: str) -> str:
+    """The pub/sub channel on which revoked tokens' hashes are announced (space-separated), so that
+    processes holding their credentials locally drop them at once."""
+    return f"{prefix}:token-revocations"
+
+
 def token_cache_key(prefix: str, token_hash: str) -> str:
     """The cached credentials of an agent token, by the token's SHA-256 (hex); its own slot."""
     if not _DIGEST.fullmatch(token_hash):

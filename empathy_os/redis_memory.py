@@ -21,7 +21,7 @@ from .exceptions import InvalidInputError, MemoryUnavailableError
 from . import team_index
 from .connection import UNAVAILABLE, _shared_mock_server, client_from_url, redact_url
 from .overview import read_overview
-from .keys import TeamKeys, token_cache_key, validate_id
+from .keys import TeamKeys, token_cache_key, token_revocations_channel, validate_id
 from .ops import Pipe, Read, Run, op, read
 from .patterns import (
     create_conflict_context,
@@ -332,10 +332,14 @@ class RedisShortTermMemory:
 
     @op
     def revoke_cached_credentials(self, token_hashes, ttl: int) -> None:
-        """Replace the cached credentials of these tokens by a tombstone for ``2 * ttl`` seconds."""
+        """Replace the cached credentials of these tokens by a tombstone for ``2 * ttl`` seconds, then
+        announce them on the revocations channel (processes that keep credentials locally, see
+        ``empathy_os.local_credentials``, drop them on that message)."""
+        token_hashes = list(token_hashes)
         keys = [token_cache_key(self.config.key_prefix, h) for h in token_hashes]
         if keys:
             yield Pipe(tuple(("set", (key, _REVOKED), {"ex": 2 * int(ttl)}) for key in keys))
+            yield read("publish", token_revocations_channel(self.config.key_prefix), " ".join(token_hashes))
 
     # -- events and stats -----------------------------------------------------------------------------
 

@@ -1,10 +1,11 @@
 """ASGI entry point, served by uvicorn or daphne (coordination/servers.py; both serve the static files too).
 
-HTTP under ``/api/`` goes to a Django handler with a lean, natively async middleware stack; the
-rest of the site gets the full stack (sessions, CSRF, auth, messages). Why: under ASGI each of
-Django's classic middlewares costs two thread hops per request; with the full stack an API call
-paid about 1.5 ms for them alone. API callers authenticate with bearer tokens, so they need none
-of those middlewares. WebSocket routes join here.
+HTTP under ``/api/`` goes first to the hot path (``coordination.hotpath``: claim, complete and lease
+heartbeats of callers whose token is cached, answered on the event loop without Django), then to a
+Django handler with a lean, natively async middleware stack; the rest of the site gets the full stack
+(sessions, CSRF, auth, messages). Why: under ASGI each of Django's classic middlewares costs two thread
+hops per request; with the full stack an API call paid about 1.5 ms for them alone. API callers
+authenticate with bearer tokens, so they need none of those middlewares. WebSocket routes join here.
 """
 
 import os
@@ -22,6 +23,7 @@ from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
+from coordination.hotpath import HotPath  # noqa: E402
 from coordination.mcp_http import McpEndpoint  # noqa: E402
 from coordination.routing import websocket_urlpatterns  # noqa: E402
 
@@ -39,8 +41,9 @@ class ApiASGIHandler(ASGIHandler):
 
 
 site_app = ASGIHandler()
-api_app = ApiASGIHandler()
-mcp_app = McpEndpoint(api_app)  # /mcp: MCP over streamable HTTP, each tool call sent to api_app
+django_api_app = ApiASGIHandler()
+api_app = HotPath(django_api_app)
+mcp_app = McpEndpoint(django_api_app)  # /mcp: MCP over streamable HTTP, each tool call sent to the API
 
 
 async def http_app(scope, receive, send):
