@@ -16,6 +16,7 @@ import asyncio
 import http.client
 import json
 import os
+import socket
 import subprocess
 import time
 import uuid
@@ -36,12 +37,17 @@ HTTP_RATIO_TARGET = 4.0
 THROUGHPUT_CLIENTS = (1, 50)
 
 
-def start_server(port: int, redis_url: str, server: str = DEFAULT_SERVER) -> subprocess.Popen:
+#: The do-nothing application served beside the site: the server's own cost per request.
+NOOP_APPLICATION = "coordination.noop_asgi:application"
+
+
+def start_server(port: int, redis_url: str, server: str = DEFAULT_SERVER,
+                 application: str = servers.APPLICATION) -> subprocess.Popen:
     """Start ``server`` on 127.0.0.1:``port`` over ``redis_url``; returns once /api/v1/health answers."""
     env = dict(os.environ, REDIS_URL=redis_url)
     env.pop("EMPATHY_REDIS_MOCK", None)
-    process = subprocess.Popen(servers.command(server, "127.0.0.1", port), cwd=settings.BASE_DIR, env=env,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    process = subprocess.Popen(servers.command(server, "127.0.0.1", port, application=application),
+                               cwd=settings.BASE_DIR, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         try:
@@ -81,15 +87,73 @@ def forget_tokens(memory, rows) -> None:
     memory.revoke_cached_credentials([row.token_hash for row in rows], TOKEN_CACHE_SECONDS)
 
 
-def _timed(conn, method: str, path: str, body, headers, expect: int) -> int:
-    payload = None if body is None else json.dumps(body)
+def _request_bytes(host: str, method: str, path: str, body, token: str) -> bytes:
+    payload = b"" if body is None else json.dumps(body).encode()
+    head = (f"{method} {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(payload)}\r\n" + (f"Authorization: Bearer {token}\r\n" if token else "") + "\r\n")
+    return head.encode() + payload
+
+
+def _response():
+    """Read one HTTP/1.1 response (Content-Length or chunked), written once for both clients below: a
+    generator that yields ``None`` for the next line or ``n`` for the next n bytes, is sent what it
+    asked for, and returns ``(status, body)``."""
+    status = int((yield None).split(b" ", 2)[1])
+    length, chunked = 0, False
+    while (line := (yield None)) not in (b"\r\n", b""):
+        name, _, value = line.partition(b":")
+        name = name.strip().lower()
+        if name == b"content-length":
+            length = int(value)
+        elif name == b"transfer-encoding" and b"chunked" in value.lower():
+            chunked = True
+    if not chunked:
+        return status, (yield length) if length else b""
+    data = b""
+    while size := int((yield None).split(b";")[0], 16):
+        data += (yield size + 2)[:-2]
+    yield None
+    return status, data
+
+
+class RawConnection:
+    """A minimal blocking HTTP/1.1 client on one keep-alive connection, for timing the server: a request
+    is one ``sendall`` and the reads of its answer. (``http.client`` costs the client about one Redis
+    round trip more per request on the machine of docs/benchmarks.md: time no server spends.)"""
+
+    def __init__(self, host: str, port: int, timeout: float = 10):
+        self.host = host
+        self.sock = socket.create_connection((host, port), timeout=timeout)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.file = self.sock.makefile("rb")
+
+    def request(self, method: str, path: str, body=None, token: str = "") -> tuple[int, bytes]:
+        self.sock.sendall(_request_bytes(self.host, method, path, body, token))
+        reader = _response()
+        try:
+            want = next(reader)
+            while True:
+                want = reader.send(self.file.readline() if want is None else self.file.read(want))
+        except StopIteration as done:
+            return done.value
+
+    def close(self) -> None:
+        self.file.close()
+        self.sock.close()
+
+
+def _timed_ping(memory) -> int:
     start = time.perf_counter_ns()
-    conn.request(method, path, body=payload, headers=headers)
-    response = conn.getresponse()
-    response.read()
+    memory.client.ping()
+    return time.perf_counter_ns() - start
+
+
+def _timed(conn: RawConnection, method: str, path: str, body, token: str, expect: int) -> int:
+    start = time.perf_counter_ns()
+    status, _ = conn.request(method, path, body, token)
     elapsed = time.perf_counter_ns() - start
-    if response.status != expect:
-        raise RuntimeError(f"{method} {path} answered {response.status}, expected {expect}")
+    if status != expect:
+        raise RuntimeError(f"{method} {path} answered {status}, expected {expect}")
     return elapsed
 
 
@@ -105,27 +169,14 @@ class KeepAlive:
         return cls(reader, writer, host)
 
     async def request(self, method: str, path: str, body=None, token: str = "") -> tuple[int, bytes]:
-        payload = b"" if body is None else json.dumps(body).encode()
-        head = (f"{method} {path} HTTP/1.1\r\nHost: {self.host}\r\nContent-Type: application/json\r\n"
-                f"Content-Length: {len(payload)}\r\n" + (f"Authorization: Bearer {token}\r\n" if token else "")
-                + "\r\n")
-        self.writer.write(head.encode() + payload)
-        status = int((await self.reader.readline()).split(b" ", 2)[1])
-        length, chunked = 0, False
-        while (line := await self.reader.readline()) not in (b"\r\n", b""):
-            name, _, value = line.partition(b":")
-            name = name.strip().lower()
-            if name == b"content-length":
-                length = int(value)
-            elif name == b"transfer-encoding" and b"chunked" in value.lower():
-                chunked = True
-        if not chunked:
-            return status, await self.reader.readexactly(length) if length else b""
-        data = b""
-        while size := int((await self.reader.readline()).split(b";")[0], 16):
-            data += (await self.reader.readexactly(size + 2))[:-2]
-        await self.reader.readline()
-        return status, data
+        self.writer.write(_request_bytes(self.host, method, path, body, token))
+        reader = _response()
+        try:
+            want = next(reader)
+            while True:
+                want = reader.send(await (self.reader.readline() if want is None else self.reader.readexactly(want)))
+        except StopIteration as done:
+            return done.value
 
     async def close(self) -> None:
         self.writer.close()
@@ -188,28 +239,39 @@ def run_http_bench(memory, samples: int = 500, *, server: str = DEFAULT_SERVER, 
     total = samples + warmup
     for start in range(0, total, 500):
         coordinator.add_tasks(AgentTask(f"h{i}", "bench", priority=5) for i in range(start, min(total, start + 500)))
-    port = free_port()
-    log(f"starting {server} on 127.0.0.1:{port} ...")
+    port, noop_port = free_port(), free_port()
+    log(f"starting {server} on 127.0.0.1:{port} (the site) and :{noop_port} (a no-op application) ...")
     process = start_server(port, redis_url_of(memory), server)
     try:
-        log(f"latency: {total} rounds of PING, health, claim, complete on one keep-alive connection ...")
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-        headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
-        health, claim, complete, ping = [], [], [], []
+        noop_process = start_server(noop_port, redis_url_of(memory), server, NOOP_APPLICATION)
+    except BaseException:
+        stop_server(process)
+        raise
+    try:
+        log(f"latency: {total} rounds of PING, no-op, claim, complete on keep-alive connections, then {total} of "
+            "PING, health ...")
+        conn, noop_conn = RawConnection("127.0.0.1", port), RawConnection("127.0.0.1", noop_port)
+        health, claim, complete, ping, ping_health, noop = [], [], [], [], [], []
         for i in range(total):
-            keep = i >= warmup
-            t0 = time.perf_counter_ns()
-            memory.client.ping()
-            t_ping = time.perf_counter_ns() - t0
-            t_health = _timed(conn, "GET", "/api/v1/health", None, {}, 200)
-            t_claim = _timed(conn, "POST", "/api/v1/tasks/claim", {"task_type": "bench"}, headers, 200)
-            t_complete = _timed(conn, "POST", f"/api/v1/tasks/h{i}/complete", {"result": {"i": i}}, headers, 200)
-            if keep:
+            t_ping = _timed_ping(memory)
+            t_noop = _timed(noop_conn, "POST", "/api/v1/tasks/claim", {"task_type": "bench"}, token, 200)
+            t_claim = _timed(conn, "POST", "/api/v1/tasks/claim", {"task_type": "bench"}, token, 200)
+            t_complete = _timed(conn, "POST", f"/api/v1/tasks/h{i}/complete", {"result": {"i": i}}, token, 200)
+            if i >= warmup:
                 ping.append(t_ping)
-                health.append(t_health)
+                noop.append(t_noop)
                 claim.append(t_claim)
                 complete.append(t_complete)
+        # Health goes through Django, which finishes each request in a thread after its answer is sent:
+        # interleaved with the claims, that leftover work would be timed on the next claim.
+        for i in range(total):
+            t_ping = _timed_ping(memory)
+            t_health = _timed(conn, "GET", "/api/v1/health", None, "", 200)
+            if i >= warmup:
+                ping_health.append(t_ping)
+                health.append(t_health)
         conn.close()
+        noop_conn.close()
         throughput = []
         for clients in THROUGHPUT_CLIENTS:
             task_type = f"rps{clients}"
@@ -219,14 +281,18 @@ def run_http_bench(memory, samples: int = 500, *, server: str = DEFAULT_SERVER, 
             log(f"throughput: {throughput_requests} requests (claim + complete) from {clients} keep-alive client(s) ...")
             throughput.append(asyncio.run(_throughput(port, [token] * clients, task_type, throughput_requests)))
     finally:
+        stop_server(noop_process)
         stop_server(process)
         forget_tokens(memory, [row])
         cleanup(memory, team)
     ops = {"http_claim_task": _percentiles(claim), "http_complete_task": _percentiles(complete)}
-    baseline = {"redis_ping": _percentiles(ping), "http_health": _percentiles(health)}
-    ratio = round(ops["http_claim_task"]["p50_us"] / max(baseline["redis_ping"]["p50_us"], 0.1), 2)
+    baseline = {"redis_ping": _percentiles(ping), "http_noop": _percentiles(noop), "http_health": _percentiles(health),
+                "redis_ping_beside_health": _percentiles(ping_health)}
+    trip = max(baseline["redis_ping"]["p50_us"], 0.1)
+    ratio = round(ops["http_claim_task"]["p50_us"] / trip, 2)
     return {"mode": memory.mode, "server": server, "samples": samples, "baseline": baseline, "ops": ops,
-            "claim_ratio": {"p50_ratio": ratio, "baseline": "redis_ping", "target": HTTP_RATIO_TARGET},
+            "claim_ratio": {"p50_ratio": ratio, "baseline": "redis_ping", "target": HTTP_RATIO_TARGET,
+                            "server_floor_ratio": round(baseline["http_noop"]["p50_us"] / trip, 2)},
             "throughput": throughput}
 
 
@@ -239,8 +305,12 @@ def format_http_table(report: dict) -> str:
             lines.append(f"{name:<22}{figures['p50_us']:>10.1f}{figures['p99_us']:>10.1f}")
     claim, r = report["ops"]["http_claim_task"]["p50_us"], report["claim_ratio"]
     met = "met" if r["p50_ratio"] <= r["target"] else "MISSED"
+    noop = report["baseline"]["http_noop"]["p50_us"]
     lines.append(f"claim over HTTP p50: {claim / 1000:.2f} ms = {r['p50_ratio']:.2f}x the raw Redis round trip "
                  f"(PING p50 of this run); target <= {r['target']:.0f}x: {met}")
+    lines.append(f"the server alone (a no-op application, same server, same rounds): {noop:.1f} us = "
+                 f"{r['server_floor_ratio']:.2f}x; the API's claim adds {claim - noop:.1f} us = "
+                 f"{r['p50_ratio'] - r['server_floor_ratio']:.2f}x over it")
     lines += ["", "throughput: claim + complete requests, concurrent keep-alive clients (bounded run)",
               f"{'clients':>8}{'requests':>10}{'seconds':>9}{'req/s':>8}{'tasks/s':>9}{'claim p50 us':>14}"
               f"{'claim p99 us':>14}{'5xx':>5}"]

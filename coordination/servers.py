@@ -28,14 +28,15 @@ def check(server: str) -> str:
     return server
 
 
-def command(server: str, host: str, port: int, *, proxy_headers: bool = False) -> list[str]:
-    """The command that serves the site with ``server`` on ``host``:``port`` (run from the project's
-    directory, with this Python)."""
+def command(server: str, host: str, port: int, *, proxy_headers: bool = False,
+            application: str = APPLICATION) -> list[str]:
+    """The command that serves the site (or another ``application``) with ``server`` on ``host``:``port``
+    (run from the project's directory, with this Python)."""
     if check(server) == "daphne":
         return [sys.executable, "-m", "daphne", *(["--proxy-headers"] if proxy_headers else []),
-                "-b", host, "-p", str(port), APPLICATION]
+                "-b", host, "-p", str(port), application]
     return [sys.executable, "-m", "uvicorn", *(["--proxy-headers"] if proxy_headers else ["--no-proxy-headers"]),
-            "--host", host, "--port", str(port), "--lifespan", "off", "--no-access-log", APPLICATION]
+            "--host", host, "--port", str(port), "--lifespan", "off", "--no-access-log", application]
 
 
 def serve(server: str, application, host: str, port: int, ready) -> None:

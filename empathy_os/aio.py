@@ -20,12 +20,15 @@ import asyncio
 import contextlib
 import weakref
 
+from redis.connection import HiredisRespSerializer
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, ResponseError
+from redis.utils import HIREDIS_AVAILABLE
 
 from . import ops, sessions
+from .coordinator import AgentCoordinator
 from .defaults import ASYNC_MAX_CONNECTIONS
 from .local_credentials import LocalCredentials
-from .coordinator import AgentCoordinator
 from .ops import Pipe, Read, Run
 from .redis_memory import UNAVAILABLE, RedisShortTermMemory
 from .scripts import SCRIPTS, translate_error
@@ -81,15 +84,94 @@ def _connection_options(pool) -> dict:
     return kw
 
 
-async def _closed_with_loop(client, clients: dict, loop):
-    """An async generator whose ``finally`` closes ``client`` when its loop shuts its generators down,
-    and forgets it."""
+async def _closed_with_loop(client, clients: dict, loop, lane=None):
+    """An async generator whose ``finally`` closes ``client`` (and ``lane``) when its loop shuts its
+    generators down, and forgets it."""
     try:
         yield
     finally:
         if clients.get(loop, (None,))[0] is client:
             del clients[loop]
+        if lane is not None:
+            await lane.aclose()
         await client.aclose()
+
+
+class Lane:
+    """The script calls' own connections in one event loop (redis mode): each call takes an idle
+    connection (the last one put back), sends its command and reads the reply with redis-py's own
+    ``Connection`` (packer, hiredis parser, socket timeout), and puts it back.
+
+    Why not the client: ``Redis.execute_command`` goes through the pool's checkout (a lock, and a
+    non-blocking read on the socket to check it is clean), a retry wrapper and the observability
+    hooks; on the machine of docs/benchmarks.md that was 50 us of a 190 us EVALSHA. A connection
+    that fails or is interrupted mid-command (a reply may still be on its way) is closed, never
+    reused (nor sent again: the script may have run), and one the server closed while it was idle is
+    not taken; an error reply leaves it clean. At most ``limit`` commands are in flight; one more waits
+    for a connection up to the socket timeout, as the client's blocking pool would."""
+
+    def __init__(self, pool, limit: int, wait: float):
+        self.pool, self.wait = pool, wait
+        # redis-py's own hiredis packer (its sync connections use it; the asyncio one packs in Python)
+        self.pack = HiredisRespSerializer().pack if HIREDIS_AVAILABLE else None
+        self.idle: list = []
+        self.open: set = set()
+        self.slots = asyncio.Semaphore(limit)
+
+    async def execute(self, *args):
+        if self.slots.locked():
+            try:
+                await asyncio.wait_for(self.slots.acquire(), self.wait)
+            except asyncio.TimeoutError:
+                raise RedisConnectionError(f"no free connection to Redis within {self.wait} s") from None
+        else:
+            await self.slots.acquire()
+        try:
+            conn = self._idle() or self._new()
+            try:
+                packed = self.pack(*args) if self.pack else conn.pack_command(*args)
+                await conn.send_packed_command(packed, check_health=False)
+                reply = await conn.read_response()
+            except ResponseError:
+                self.idle.append(conn)
+                raise
+            except BaseException:
+                self.open.discard(conn)
+                await _disconnect_quietly(conn)
+                raise
+            self.idle.append(conn)
+            return reply
+        finally:
+            self.slots.release()
+
+    def _idle(self):
+        """The last connection put back that the server has not closed meanwhile (a restart, a kill, an
+        idle timeout: the loop has read its end of stream, no system call needed to see it)."""
+        while self.idle:
+            conn = self.idle.pop()
+            reader = getattr(conn, "_reader", None)
+            if reader is not None and not reader.at_eof():
+                return conn
+            self.open.discard(conn)
+            asyncio.get_running_loop().create_task(_disconnect_quietly(conn))
+        return None
+
+    def _new(self):
+        conn = self.pool.make_connection()  # the pool's class and options: host, auth, TLS, timeouts
+        self.open.add(conn)
+        return conn
+
+    async def aclose(self) -> None:
+        conns, self.open, self.idle = self.open, set(), []
+        for conn in conns:
+            await _disconnect_quietly(conn)
+
+
+async def _disconnect_quietly(conn) -> None:
+    try:
+        await conn.disconnect()
+    except (asyncio.CancelledError, Exception):  # noqa: BLE001 - closing a broken connection
+        pass
 
 
 async def _close_quietly(closer) -> None:
@@ -129,12 +211,16 @@ class AsyncRedisShortTermMemory:
         entry = self._clients.get(loop)
         if entry is None:
             client = self._make_client()
-            closer = _closed_with_loop(client, self._clients, loop)
+            lane = None
+            if self.mode == "redis":
+                pool = client.connection_pool
+                lane = Lane(pool, ASYNC_MAX_CONNECTIONS, pool.connection_kwargs.get("socket_timeout") or 5)
+            closer = _closed_with_loop(client, self._clients, loop, lane)
             await closer.__anext__()  # registered with the loop: closed by shutdown_asyncgens()
             # A cluster client learns the slots before its first commands: commands sent concurrently
             # by a client that is still discovering them can hit a half-made connection (redis-py 8.1).
             ready = loop.create_task(client.initialize()) if self.mode == "cluster" else None
-            entry = self._clients[loop] = (client, closer, ready)
+            entry = self._clients[loop] = (client, closer, ready, lane)
         ready = entry[2]
         if ready is not None and not (ready.done() and ready.exception() is None):
             try:
@@ -182,9 +268,11 @@ class AsyncRedisShortTermMemory:
         limits = self.sync._event_limits()
         try:
             client = await self.client()
+            lane = self._clients[asyncio.get_running_loop()][3]
+            execute = client.execute_command if lane is None else lane.execute
+            call = ("EVALSHA", code.sha, len(keys) + 1, team.events, *keys, team.team, limits, team.base, *args)
             try:
-                return await client.evalsha(code.sha, len(keys) + 1, team.events, *keys, team.team, limits,
-                                            team.base, *args)
+                return await execute(*call)
             except NoScriptError:
                 self.sync._known_teams.clear()
                 await self._known(team)
@@ -192,9 +280,8 @@ class AsyncRedisShortTermMemory:
                     node = client.get_node_from_key(team.events)
                     await client.execute_command("SCRIPT LOAD", code.source, target_nodes=node)
                 else:
-                    await client.script_load(code.source)
-                return await client.evalsha(code.sha, len(keys) + 1, team.events, *keys, team.team, limits,
-                                            team.base, *args)
+                    await execute("SCRIPT LOAD", code.source)
+                return await execute(*call)
         except ResponseError as exc:
             raise translate_error(exc) from None
         except UNAVAILABLE as exc:
