@@ -92,6 +92,11 @@ async def _http_agents(port: int, tokens: list[str], go, progress, log) -> dict:
             await asyncio.sleep(1)
             log(progress())
 
+    # Each agent shows its token once before the start, as an agent at work did long ago: the run times
+    # agents working, not 200 first lookups of a token in the database.
+    signed_in = await asyncio.gather(*(c.request("GET", "/api/v1/me", token=t) for c, t in zip(conns, tokens)))
+    if any(status != 200 for status, _ in signed_in):
+        raise RuntimeError(f"the agents could not sign in: statuses {sorted({s for s, _ in signed_in})}")
     go.set()
     reporter = asyncio.ensure_future(report())
     try:
