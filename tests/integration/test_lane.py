@@ -17,14 +17,11 @@ from tests.support import RedisServer
 
 @pytest.fixture
 def lane_of(redis_url):
-    made = []
-
     def make(limit=4, wait=5.0):
         pool = redis.asyncio.ConnectionPool.from_url(redis_url, decode_responses=True, socket_timeout=5)
-        made.append(Lane(pool, limit, wait))
-        return made[-1]
+        return Lane(pool, limit, wait)
 
-    yield make
+    return make
 
 
 async def test_an_error_reply_leaves_the_connection_in_use(lane_of):
@@ -40,8 +37,8 @@ async def test_an_error_reply_leaves_the_connection_in_use(lane_of):
 async def test_a_broken_connection_is_dropped_and_the_next_call_opens_another(lane_of, redis_url):
     lane = lane_of()
     assert await lane.execute("CLIENT", "SETNAME", "lane-test") == "OK"
-    killer = redis.Redis.from_url(redis_url)
-    assert killer.client_kill_filter(_type="normal", skipme=True) >= 1
+    with redis.Redis.from_url(redis_url) as killer:
+        assert killer.client_kill_filter(_type="normal", skipme=True) >= 1
     with pytest.raises((RedisConnectionError, OSError)):
         await lane.execute("PING")
     assert not lane.open and not lane.idle
@@ -63,11 +60,12 @@ async def test_an_interrupted_call_does_not_leave_its_reply_for_the_next(lane_of
 
 
 async def test_it_keeps_at_most_limit_commands_in_flight_and_a_later_one_waits_then_gives_up(lane_of):
-    lane = lane_of(limit=2, wait=0.2)
+    lane = lane_of(limit=2, wait=1.0)
     replies = await asyncio.gather(*(lane.execute("BLPOP", f"none-{i}", "0.05") for i in range(6)))
     assert replies == [None] * 6 and len(lane.open) == 2
-    slow = [asyncio.ensure_future(lane.execute("BLPOP", "none", "1")) for _ in range(2)]
-    await asyncio.sleep(0.05)
+    slow = [asyncio.ensure_future(lane.execute("BLPOP", "none", "3")) for _ in range(2)]
+    while not lane.slots.locked():
+        await asyncio.sleep(0.01)
     with pytest.raises(RedisConnectionError, match="no free connection"):
         await lane.execute("PING")
     await asyncio.gather(*slow)
@@ -94,6 +92,7 @@ def test_the_memorys_scripts_go_through_it_and_it_closes_with_the_loop(redis_url
     asyncio.run(work())
     assert not lanes[0].open  # closed by the loop's shutdown
     assert AgentCoordinator(memory, "t1").get_task("a").status == "completed"
+    memory.client.close()
 
 
 def test_connections_the_server_closed_while_idle_are_not_used_and_a_dead_redis_is_unavailable():
@@ -104,7 +103,8 @@ def test_connections_the_server_closed_while_idle_are_not_used_and_a_dead_redis_
 
     async def work():
         await coordinator.add_tasks([AgentTask("a", "build")])
-        redis.Redis.from_url(url).client_kill_filter(_type="normal", skipme=True)
+        with redis.Redis.from_url(url) as killer:
+            killer.client_kill_filter(_type="normal", skipme=True)
         await asyncio.sleep(0.05)  # the loop reads the end of the killed connection's stream
         assert (await coordinator.claim_task("w1", "build")).task_id == "a"  # on a fresh connection
         server.kill()
@@ -114,4 +114,5 @@ def test_connections_the_server_closed_while_idle_are_not_used_and_a_dead_redis_
     try:
         asyncio.run(work())
     finally:
+        memory.client.close()
         server.stop()
