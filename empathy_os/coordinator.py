@@ -80,6 +80,30 @@ class AgentTask:
         return task
 
 
+def task_history(h: dict, old_log=()) -> list[dict]:
+    """A task's lease history, oldest first, ``at`` in seconds: the entries of the list
+    ``task:<id>:log`` (JSON), where tasks added before the history moved into the hash keep theirs
+    (``old_log``), then those in the hash ``h`` (fields ``log:<n>``, ``event|at|agent|attempt|reason``:
+    see ``lua/_tasks.lua``)."""
+    entries = []
+    for raw in old_log:
+        e = json.loads(raw)
+        e["at"] = e["at"] / 1000
+        entries.append(e)
+    for _, raw in sorted((int(name[4:]), raw) for name, raw in h.items() if name.startswith("log:")):
+        event, at, agent, attempt, reason = raw.split("|", 4)
+        e = {"event": event}
+        if agent:
+            e["agent"] = agent
+        if attempt:
+            e["attempt"] = int(attempt)
+        if reason:
+            e["reason"] = reason
+        e["at"] = int(at) / 1000
+        entries.append(e)
+    return entries
+
+
 def _flat_to_dict(flat) -> dict:
     return dict(zip(flat[::2], flat[1::2]))
 
@@ -332,11 +356,10 @@ class AgentCoordinator:
     @op
     def get_task_history(self, task_id: str) -> list[dict]:
         """The task's lease history: added, claimed, requeued, completed/failed, with times and agents."""
-        raw = yield read("lrange", self._keys.task_log(validate_id(task_id, "task_id")), 0, -1)
-        entries = [json.loads(r) for r in raw]
-        for e in entries:
-            e["at"] = e["at"] / 1000
-        return entries
+        k = self._keys
+        validate_id(task_id, "task_id")
+        h, old = yield Pipe((("hgetall", (k.task(task_id),), {}), ("lrange", (k.task_log(task_id), 0, -1), {})))
+        return task_history(h, old)
 
     @op
     def list_tasks(self, status: str = "pending", limit: int = 100) -> list[AgentTask]:

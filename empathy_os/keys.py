@@ -9,8 +9,9 @@ Layout (``P`` is the configured prefix, ``T`` a team id)::
     P:{team:T}:agents:seen                 ZSET  agent -> last heartbeat (ms)
     P:{team:T}:agent:<agent>:leases        SET   task ids the agent holds
     P:{team:T}:seq                         STRING counter, FIFO order within a priority
-    P:{team:T}:task:<id>                   HASH  task record
-    P:{team:T}:task:<id>:log               LIST  lease history of the task (JSON entries)
+    P:{team:T}:task:<id>                   HASH  task record, and its lease history (fields log_n, log:<n>)
+    P:{team:T}:task:<id>:log               LIST  lease history of a task added before the history moved
+                                                 into the hash (read, written and expired for those only)
     P:{team:T}:tasks:pending               ZSET  every pending task (score: priority, then FIFO)
     P:{team:T}:tasks:pending:<type>        ZSET  pending tasks of one type (same score)
     P:{team:T}:tasks:leased                ZSET  task -> lease deadline (ms)
@@ -142,6 +143,7 @@ class TeamKeys:
         return f"{self.base}task:{task_id}"
 
     def task_log(self, task_id: str) -> str:
+        """The old-format history list (tasks added before the history moved into the task hash)."""
         return f"{self.base}task:{task_id}:log"
 
     def pending_of(self, task_type: str) -> str:

@@ -286,9 +286,8 @@ class RedisShortTermMemory:
 
     # -- patterns and conflicts (see patterns.py) ------------------------------------------------------
 
-    @op
-    def stage_pattern(self, credentials, pattern):
-        return (yield from stage_pattern.op(self, credentials, pattern))
+    # The operation's own generator as the method (one generator per call, not one wrapping another).
+    stage_pattern = op(stage_pattern.op)
 
     @op
     def get_staged_patterns(self, credentials, limit: int = 1000):

@@ -11,6 +11,7 @@ that :func:`translate_error` maps to the library's exceptions.
 from __future__ import annotations
 
 import hashlib
+import re
 from functools import lru_cache
 from pathlib import Path
 
@@ -62,16 +63,35 @@ ERROR_CODES = {
 }
 
 
+# A top-level local function of a prelude: one line ending in "end", or up to a line "end".
+_FUNCTION = re.compile(r"^local function (\w+)\((?:[^\n]*\bend\n|.*?^end\n)", re.M | re.S)
+
+
+def _used_functions(preludes: str, body: str) -> str:
+    """The preludes without the local functions the script never calls (directly or through the
+    functions it does call). Redis runs a script's whole text on every call, and each
+    ``local function`` is a closure created each time (about 0.1 µs apiece)."""
+    chunks = {m.group(1): m for m in _FUNCTION.finditer(preludes)}
+    needed, todo = set(), [body]
+    while todo:
+        text = todo.pop()
+        for name, m in chunks.items():
+            if name not in needed and re.search(rf"\b{name}\b", text):
+                needed.add(name)
+                todo.append(m.group(0))
+    return _FUNCTION.sub(lambda m: m.group(0) if m.group(1) in needed else "", preludes)
+
+
 @lru_cache(maxsize=None)
 def source(name: str) -> str:
-    """The full source of a script, with its preludes."""
+    """The full source of a script, with its preludes (only the prelude functions it uses)."""
     parts = [(LUA_DIR / "_common.lua").read_text()]
     if name.startswith("task_") or name == "register_agent":
         parts.append((LUA_DIR / "_tasks.lua").read_text())
     if name.startswith("pattern_"):
         parts.append((LUA_DIR / "_patterns.lua").read_text())
-    parts.append((LUA_DIR / f"{name}.lua").read_text())
-    return "\n".join(parts)
+    body = (LUA_DIR / f"{name}.lua").read_text()
+    return _used_functions("\n".join(parts), body) + "\n" + body
 
 
 class Script:

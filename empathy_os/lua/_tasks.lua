@@ -11,23 +11,47 @@ local RESULTS = BASE .. 'results'
 local function task_key(id) return BASE .. 'task:' .. id end
 local function leases_key(agent) return BASE .. 'agent:' .. agent .. ':leases' end
 
--- Append an entry to the task's lease history (last 50 kept).
-local function log_task(id, entry)
-    entry.at = NOW
-    local key = task_key(id) .. ':log'
-    if redis.call('RPUSH', key, cjson.encode(entry)) > 50 then redis.call('LTRIM', key, -50, -1) end
+-- Lease history: the last 50 entries, kept in the task hash itself as fields `log:<n>` (n = 1, 2, ...;
+-- `log_n` is the last n), written by the HSET the op makes anyway; past 50 entries the oldest field
+-- goes (one HDEL). An entry is "event|at ms|agent|attempt|reason" (empty when absent; the reason,
+-- free text, last): short, so a small task hash stays a listpack (values up to 64 bytes), and no
+-- cjson. `empathy_os.coordinator.task_history` reads it back as {event, at, agent, attempt, reason}.
+-- A task added before the history moved into the hash has no `log_n`: its entries go on to the old
+-- list `task:<id>:log` (JSON, RPUSH, last 50), which the readers still read.
+local function log_entry(event, agent, attempt, reason)
+    return event .. '|' .. NOW_S .. '|' .. (agent or '') .. '|' .. (attempt or '') .. '|' .. (reason or '')
+end
+
+-- Append `entry` to the history of task `id`, whose `log_n` is `n` (false/nil: old format). Adds the
+-- fields to write to the `fields` list of the op's HSET (hash format) or pushes it on the old list.
+local function log_task(id, n, entry, fields)
+    if not n then
+        local key = task_key(id) .. ':log'
+        local e, at, agent, attempt, reason = string.match(entry, '^(%a+)|(%d+)|([^|]*)|(%d*)|(.*)$')
+        entry = {event = e, at = tonumber(at), reason = reason ~= '' and reason or nil,
+            agent = agent ~= '' and agent or nil, attempt = tonumber(attempt)}
+        if redis.call('RPUSH', key, cjson.encode(entry)) > 50 then redis.call('LTRIM', key, -50, -1) end
+        return
+    end
+    n = tonumber(n) + 1
+    if n > 50 then redis.call('HDEL', task_key(id), 'log:' .. (n - 50)) end
+    fields[#fields + 1] = 'log_n'
+    fields[#fields + 1] = n
+    fields[#fields + 1] = 'log:' .. n
+    fields[#fields + 1] = entry
 end
 
 local function drop_task(id)
     redis.call('DEL', task_key(id), task_key(id) .. ':log')
 end
 
--- Index a finished task in `zkey` and give its record a TTL. Every 16th finish (`n` counts them)
--- also trims the index by age and by count, so the count limit may be passed by up to 15.
-local function finish(id, zkey, n)
+-- Index a finished task in `zkey` and give its record a TTL (and its old-format history list, when
+-- `old_log`). Every 16th finish (`n` counts them) also trims the index by age and by count, so the
+-- count limit may be passed by up to 15.
+local function finish(id, zkey, n, old_log)
     redis.call('ZADD', zkey, NOW_S, id)
     redis.call('EXPIRE', task_key(id), RETAIN_S)
-    redis.call('EXPIRE', task_key(id) .. ':log', RETAIN_S)
+    if old_log then redis.call('EXPIRE', task_key(id) .. ':log', RETAIN_S) end
     if n % 16 ~= 0 then return end
     local old = redis.call('ZRANGEBYSCORE', zkey, '-inf', fmt(NOW - RETAIN_S * 1000), 'LIMIT', 0, 100)
     for _, old_id in ipairs(old) do
@@ -54,29 +78,31 @@ local function release(id, t, why, retry)
     if t.holder and t.holder ~= '' then redis.call('SREM', leases_key(t.holder), id) end
     local attempts, max = tonumber(t.attempts) or 0, tonumber(t.max_attempts) or 1
     if retry and attempts < max then
-        redis.call('HSET', tkey, 'status', 'pending', 'lease_deadline', '', 'reason', why)
+        local fields = {'status', 'pending', 'lease_deadline', '', 'reason', why}
+        log_task(id, t.log_n, log_entry('requeued', t.holder, attempts, why), fields)
+        redis.call('HSET', tkey, unpack(fields))
         enqueue(id, t.task_type, t.score)
-        log_task(id, {event = 'requeued', agent = t.holder, attempt = attempts, reason = why})
         emit('task.requeued', 'task', id, 'agent', t.holder or '', 'task_type', t.task_type)
         return 'pending'
     end
     local reason = why
     if retry then reason = why .. ' (gave up after ' .. attempts .. ' of ' .. max .. ' attempts)' end
-    redis.call('HSET', tkey, 'status', 'failed', 'lease_deadline', '', 'reason', reason, 'finished_at', NOW_S)
+    local fields = {'status', 'failed', 'lease_deadline', '', 'reason', reason, 'finished_at', NOW_S}
+    log_task(id, t.log_n, log_entry('failed', t.holder, attempts, reason), fields)
+    redis.call('HSET', tkey, unpack(fields))
     local n = redis.call('HINCRBY', RESULTS, 'total_failed', 1)
     redis.call('HINCRBY', RESULTS, 'failed_type:' .. t.task_type, 1)
-    log_task(id, {event = 'failed', agent = t.holder, attempt = attempts, reason = reason})
-    finish(id, BASE .. 'tasks:failed', n)
+    finish(id, BASE .. 'tasks:failed', n, not t.log_n)
     emit('task.failed', 'task', id, 'agent', t.holder or '', 'task_type', t.task_type)
     return 'failed'
 end
 
 local function load_task(id)
     local v = redis.call('HMGET', task_key(id), 'status', 'holder', 'lease_deadline', 'attempts',
-        'max_attempts', 'task_type', 'score', 'claimed_at')
+        'max_attempts', 'task_type', 'score', 'claimed_at', 'log_n')
     if not v[1] then return nil end
     return {status = v[1], holder = v[2], deadline = tonumber(v[3]), attempts = v[4],
-        max_attempts = v[5], task_type = v[6], score = v[7], claimed_at = tonumber(v[8])}
+        max_attempts = v[5], task_type = v[6], score = v[7], claimed_at = tonumber(v[8]), log_n = v[9]}
 end
 
 -- Return expired leases to the queue (or fail them after max attempts).
@@ -121,15 +147,16 @@ end
 local function complete_one(id, agent, token, result)
     local t, err = held_task(id, agent, token)
     if not t then return err end
-    redis.call('HSET', task_key(id), 'status', 'completed', 'result', result, 'finished_at', NOW_S, 'lease_deadline', '')
+    local fields = {'status', 'completed', 'result', result, 'finished_at', NOW_S, 'lease_deadline', ''}
+    log_task(id, t.log_n, log_entry('completed', t.holder, t.attempts), fields)
+    redis.call('HSET', task_key(id), unpack(fields))
     redis.call('ZREM', LEASED, id)
     redis.call('SREM', leases_key(t.holder), id)
     local n = redis.call('HINCRBY', RESULTS, 'total_completed', 1)
     redis.call('HINCRBY', RESULTS, 'agent:' .. t.holder, 1)
     redis.call('HINCRBY', RESULTS, 'type:' .. t.task_type, 1)
     redis.call('HINCRBY', RESULTS, 'duration_ms', NOW - (t.claimed_at or NOW))
-    log_task(id, {event = 'completed', agent = t.holder, attempt = tonumber(t.attempts)})
-    finish(id, BASE .. 'tasks:completed', n)
+    finish(id, BASE .. 'tasks:completed', n, not t.log_n)
     emit('task.completed', 'task', id, 'agent', t.holder, 'task_type', t.task_type)
     return t.holder
 end

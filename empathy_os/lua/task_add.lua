@@ -12,9 +12,9 @@ for i = 8, #ARGV, 6 do
         local score = fmt(-priority * 1099511627776 + seq)
         redis.call('HSET', tkey, 'task_id', id, 'task_type', task_type, 'description', ARGV[i + 2],
             'priority', ARGV[i + 3], 'context', ARGV[i + 4], 'max_attempts', ARGV[i + 5],
-            'status', 'pending', 'attempts', '0', 'created_at', NOW_S, 'created_by', ARGV[7], 'score', score)
+            'status', 'pending', 'attempts', '0', 'created_at', NOW_S, 'created_by', ARGV[7], 'score', score,
+            'log_n', '1', 'log:1', log_entry('added', ARGV[7]))
         enqueue(id, task_type, score)
-        log_task(id, {event = 'added', agent = ARGV[7]})
         emit('task.added', 'task', id, 'agent', ARGV[7], 'task_type', task_type)
         added[#added + 1] = 1
     end

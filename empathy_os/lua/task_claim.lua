@@ -20,42 +20,60 @@ end
 redis.call('ZADD', KEYS[3], NOW_S, agent)
 local deadline = fmt(NOW + tonumber(ARGV[8]))
 
+local ONE_TYPE = #types == 1 and BASE .. 'tasks:pending:' .. types[1]
+
 local function claim_one()
-    local best_id, best_score, best_type
-    for _, task_type in ipairs(types) do
-        local top = redis.call('ZRANGE', BASE .. 'tasks:pending:' .. task_type, 0, 0, 'WITHSCORES')
-        if top[1] and (best_score == nil or tonumber(top[2]) < best_score) then
-            best_id, best_score, best_type = top[1], tonumber(top[2]), task_type
+    local best_id, best_type
+    if ONE_TYPE then
+        best_id, best_type = redis.call('ZPOPMIN', ONE_TYPE)[1], types[1]
+        if not best_id then return nil end
+    else
+        local best_score
+        for _, task_type in ipairs(types) do
+            local top = redis.call('ZRANGE', BASE .. 'tasks:pending:' .. task_type, 0, 0, 'WITHSCORES')
+            if top[1] and (best_score == nil or tonumber(top[2]) < best_score) then
+                best_id, best_score, best_type = top[1], tonumber(top[2]), task_type
+            end
         end
+        if not best_id then return nil end
+        redis.call('ZREM', BASE .. 'tasks:pending:' .. best_type, best_id)
     end
-    if not best_id then return nil end
-    local tkey = task_key(best_id)
-    redis.call('ZREM', BASE .. 'tasks:pending:' .. best_type, best_id)
     redis.call('ZREM', PENDING, best_id)
+    local tkey = task_key(best_id)
+    -- HGETALL, not HMGET of the fields: a small hash is a listpack, where each HMGET field is a scan.
     local flat = redis.call('HGETALL', tkey)
-    local attempt = 1
+    local out, log_n, attempt = {}, nil, 1
     local changes = {status = 'in_progress', holder = agent, lease_deadline = deadline, claimed_at = NOW_S}
     for i = 1, #flat, 2 do
-        local field = flat[i]
+        local field, value = flat[i], flat[i + 1]
         if field == 'attempts' then
-            attempt = tonumber(flat[i + 1]) + 1
-            flat[i + 1] = tostring(attempt)
+            attempt = tonumber(value) + 1
+            value = tostring(attempt)
         elseif changes[field] then
-            flat[i + 1] = changes[field]
+            value = changes[field]
             changes[field] = nil
+        elseif field == 'log_n' then
+            log_n, value = value, nil
+        elseif string.sub(field, 1, 4) == 'log:' then  -- the history is not part of the reply
+            value = nil
+        end
+        if value then
+            out[#out + 1] = field
+            out[#out + 1] = value
         end
     end
     for field, value in pairs(changes) do
-        flat[#flat + 1] = field
-        flat[#flat + 1] = value
+        out[#out + 1] = field
+        out[#out + 1] = value
     end
-    redis.call('HSET', tkey, 'attempts', attempt, 'status', 'in_progress', 'holder', agent,
-        'lease_deadline', deadline, 'claimed_at', NOW_S)
+    local fields = {'attempts', attempt, 'status', 'in_progress', 'holder', agent, 'lease_deadline', deadline,
+        'claimed_at', NOW_S}
+    log_task(best_id, log_n, log_entry('claimed', agent, attempt), fields)
+    redis.call('HSET', tkey, unpack(fields))
     redis.call('ZADD', LEASED, deadline, best_id)
     redis.call('SADD', leases_key(agent), best_id)
-    log_task(best_id, {event = 'claimed', agent = agent, attempt = attempt})
     emit('task.claimed', 'task', best_id, 'agent', agent, 'task_type', best_type)
-    return flat
+    return out
 end
 
 if ARGV[10] == '' then return claim_one() or false end

@@ -1,5 +1,6 @@
 """Task queue: priority order, atomic claims, leases, fencing, retries, exact results."""
 
+import json
 import threading
 
 import pytest
@@ -291,3 +292,89 @@ def test_it_returns_the_leases_of_a_restarted_agent_to_the_queue(memory):
     assert again.task_id == "t1" and again.attempts == 2
     assert coordinator.register_agent("worker", ["x"]) == 1
     assert coordinator.register_agent("worker", ["x"]) == 0
+
+
+# -- lease history in the task hash ------------------------------------------------------------------
+
+
+def test_it_keeps_the_last_50_history_entries_after_60_retries(coord):
+    add(coord, "t1", max_attempts=100)
+    for attempt in range(1, 61):
+        claimed = coord.claim_task("sec")
+        assert claimed.attempts == attempt
+        assert coord.fail_task("t1", f"retry {attempt}", agent_id="sec", retry=True) == "pending"
+    history = coord.get_task_history("t1")
+    # 121 entries written (added, then claimed + requeued per attempt): the last 50 are kept, in order.
+    assert len(history) == 50
+    assert (history[0]["event"], history[0]["attempt"]) == ("claimed", 36)
+    assert history[-1] == {"event": "requeued", "agent": "sec", "attempt": 60, "reason": "retry 60",
+                           "at": history[-1]["at"]}
+    assert [e["attempt"] for e in history[1:]] == [a for a in range(36, 61) for _ in (0, 1)][1:]
+    raw = coord.memory.client.hgetall(coord.memory.team("t1").task("t1"))
+    assert sorted(int(f[4:]) for f in raw if f.startswith("log:")) == list(range(72, 122))
+    assert raw["log_n"] == "121"
+
+
+def test_it_returns_a_claimed_task_without_its_history_fields(coord, memory):
+    add(coord, "t1", description="d", context={"k": 1})
+    assert coord.claim_task("sec", "nothing_of_this_type") is None  # the script is loaded now
+    with redis_calls(memory.client) as calls:
+        claimed = coord.claim_task("sec")
+    assert calls == ["EVALSHA"]
+    assert claimed == coord.get_task("t1")
+    assert claimed.to_dict()["context"] == {"k": 1}
+    # The reply itself: the task's fields, no log_n / log:<n>.
+    k = memory.team("t1")
+    coord.fail_task("t1", "again", agent_id="sec", retry=True)
+    flat = memory.run("task_claim", k, (k.agents, k.agents_seen), (*coord._task_args(), "sec", 60000, "", ""))
+    names = flat[::2]
+    assert "task_id" in names and not [n for n in names if n.startswith("log")]
+    assert dict(zip(names, flat[1::2]))["reason"] == "again"
+
+
+def test_it_escapes_a_free_text_reason_in_the_history(coord):
+    add(coord, "t1")
+    coord.claim_task("sec")
+    reason = 'quote " backslash \\ newline \n unicode é ✓'
+    coord.fail_task("t1", reason, agent_id="sec")
+    assert coord.get_task_history("t1")[-1]["reason"] == reason
+
+
+def old_format_task(memory, team_id, task_id, task_type="security_review"):
+    """A pending task as the scripts before 2026-12-03 wrote it: no history fields in the hash, its history
+    in the list ``task:<id>:log``."""
+    k, client = memory.team(team_id), memory.client
+    now = int(client.time()[0]) * 1000
+    score = -5 * 1099511627776 + client.incr(k.seq)
+    client.hset(k.task(task_id), mapping={
+        "task_id": task_id, "task_type": task_type, "description": "old", "priority": "5", "context": "{}",
+        "max_attempts": "3", "status": "pending", "attempts": "0", "created_at": str(now),
+        "created_by": "coordinator", "score": str(score)})
+    client.zadd(k.pending_of(task_type), {task_id: score})
+    client.zadd(k.pending, {task_id: score})
+    client.rpush(k.task_log(task_id), json.dumps({"event": "added", "agent": "coordinator", "at": now}))
+
+
+def test_a_task_written_by_the_old_scripts_keeps_its_history_in_its_list(coord, memory):
+    old_format_task(memory, "t1", "old1")
+    claimed = coord.claim_task("sec")
+    assert claimed.task_id == "old1"
+    coord.fail_task("old1", "once more", agent_id="sec", retry=True)
+    claimed = coord.claim_task("sec")
+    coord.complete_task("old1", {"ok": True}, agent_id="sec", lease_token=claimed.lease_token)
+    history = coord.get_task_history("old1")
+    assert [e["event"] for e in history] == ["added", "claimed", "requeued", "claimed", "completed"]
+    assert history[2]["reason"] == "once more" and history[-1]["attempt"] == 2
+    k = memory.team("t1")
+    assert not [f for f in memory.client.hkeys(k.task("old1")) if f.startswith("log")]
+    assert memory.client.llen(k.task_log("old1")) == 5
+    # Finished: the list expires with the record.
+    assert 0 < memory.client.ttl(k.task_log("old1")) <= memory.config.finished_task_retention_seconds
+    assert 0 < memory.client.ttl(k.task("old1")) <= memory.config.finished_task_retention_seconds
+
+
+def test_a_new_task_has_no_history_list(coord, memory):
+    add(coord, "t1")
+    coord.complete_task("t1", {}, agent_id="sec", lease_token=coord.claim_task("sec").lease_token)
+    assert not memory.client.exists(memory.team("t1").task_log("t1"))
+    assert [e["event"] for e in coord.get_task_history("t1")] == ["added", "claimed", "completed"]

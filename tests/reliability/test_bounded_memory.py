@@ -129,24 +129,54 @@ def test_it_caps_the_events_stream_by_count(memory_factory):
     assert memory.read_events(TEAM, count=10_000)[-1]["kind"] == "memory.stashed"
 
 
+#: Emitting scripts after which an age trim of the events stream has run, but for a chance of (15/16)^400
+#: (1e-11): each script trims with probability 1/16 (see ``emit`` in ``lua/_common.lua``).
+TRIM_WITHIN = 400
+
+
+def emits_until_trimmed(memory, stream, old, write, limit=TRIM_WITHIN) -> int:
+    """Run ``write(n)`` (one emitting script each) until at most one node of ``old`` entries is left; how
+    many it took (``limit`` + 1 if never)."""
+    for n in range(1, limit + 1):
+        write(n)
+        if surviving(memory, stream, old) <= NODE:
+            return n
+    return limit + 1
+
+
 @pytest.mark.parametrize("retention, trimmed", [(60, True), (2 * 3600, False)], ids=["older", "younger"])
-def test_it_trims_events_older_than_the_retention_on_the_next_event(memory_factory, retention, trimmed):
+def test_it_trims_events_older_than_the_retention_within_a_few_events(memory_factory, retention, trimmed):
     memory = memory_factory(config=Config(event_retention_seconds=retention))
     events = memory.team(TEAM).events
     old = add_past_entries(memory, events, 3 * NODE, HOUR_MS)
-    memory.stash(creds(), "key", {"fresh": True})
-    left = surviving(memory, events, old)
-    assert left <= NODE if trimmed else left == 3 * NODE
+    took = emits_until_trimmed(memory, events, old, lambda n: memory.stash(creds(), "key", {"n": n}))
+    assert took <= TRIM_WITHIN if trimmed else took == TRIM_WITHIN + 1
+    assert trimmed or surviving(memory, events, old) == 3 * NODE
     assert memory.read_events(TEAM, count=10_000)[-1]["kind"] == "memory.stashed"
 
 
 def test_it_trims_events_in_every_script_that_emits(memory_factory):
-    """Any change trims (here a task added): the age limit does not depend on one kind of write."""
+    """Any change trims (here tasks added): the age limit does not depend on one kind of write."""
     memory = memory_factory(config=Config(event_retention_seconds=60))
     events = memory.team(TEAM).events
     old = add_past_entries(memory, events, 3 * NODE, HOUR_MS)
-    AgentCoordinator(memory, TEAM, creds()).add_task(AgentTask("t1", "review", "review it"))
-    assert surviving(memory, events, old) <= NODE
+    coordinator = AgentCoordinator(memory, TEAM, creds())
+    took = emits_until_trimmed(memory, events, old, lambda n: coordinator.add_task(AgentTask(f"t{n}", "review")))
+    assert took <= TRIM_WITHIN
+
+
+def test_the_events_age_trim_runs_in_about_one_script_in_16(memory_factory):
+    """Not on every event (the cost the trim saves), nor on none: over 50 rounds, the number of stashes
+    until a trim averages 16 (geometric; the bounds below are 4-5 standard errors of the mean away)."""
+    memory = memory_factory(config=Config(event_retention_seconds=60))
+    events = memory.team(TEAM).events
+    takes = []
+    for _ in range(50):
+        memory.client.delete(events)
+        old = add_past_entries(memory, events, 3 * NODE, HOUR_MS)
+        takes.append(emits_until_trimmed(memory, events, old, lambda n: memory.stash(creds(), "key", {"n": n})))
+    mean = sum(takes) / len(takes)
+    assert 6 <= mean <= 27, takes
 
 
 # -- staged patterns -------------------------------------------------------------------------------------
@@ -252,7 +282,7 @@ def test_it_drops_finished_task_records_older_than_the_retention(memory_factory)
     time.sleep(1.2)
     finish_tasks(memory, [f"late{n:02d}" for n in range(15)])  # the 16th finish trims the index by age
     assert memory.client.zscore(team.completed, "early") is None
-    assert not memory.client.exists(team.task("early"), team.task_log("early"))
+    assert not memory.client.exists(team.task("early"))
     assert memory.client.zcard(team.completed) == 15
 
 

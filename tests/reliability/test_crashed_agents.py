@@ -34,6 +34,7 @@ from empathy_os import (
     LeaseError,
     RedisShortTermMemory,
 )
+from empathy_os.coordinator import task_history
 from tests.reliability import workers
 
 TEAM = "soak"
@@ -180,7 +181,8 @@ def task_records(memory, team: str, task_ids) -> dict[str, tuple[dict, list[dict
             pipe.hgetall(keys.task(task_id)).lrange(keys.task_log(task_id), 0, -1)
         out = pipe.execute()
         for i, task_id in enumerate(batch):
-            records[task_id] = (out[2 * i], [json.loads(e) for e in out[2 * i + 1]])
+            history = [dict(e, at=round(e["at"] * 1000)) for e in task_history(out[2 * i], out[2 * i + 1])]
+            records[task_id] = (out[2 * i], history)  # "at" in ms, as stored
     return records
 
 
