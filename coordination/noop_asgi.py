@@ -1,11 +1,31 @@
-"""An ASGI application that answers every HTTP request with ``{}`` and does nothing else.
+"""An ASGI application that does (almost) nothing: the floor under the API's figures, measured.
 
 ``manage.py bench --http`` serves it with the same server and options as the site, beside it, and times
-it in the same rounds as the API: what any Python endpoint costs on that server (the floor under the
-API's figures), measured rather than assumed. It imports nothing, so it starts without Django.
+it in the same rounds as the API:
+
+- any path but ``/redis``: answers ``{}`` at once (what any Python endpoint costs on that server);
+- ``/redis``: first sends one ``PING`` to ``REDIS_URL`` the way the API's scripts go
+  (``empathy_os.aio.Lane``), then answers ``{}``: the least an endpoint that needs Redis can cost.
+
+It imports neither Django nor the site, so it starts without them.
 """
 
+import os
+
 HEADERS = [(b"content-type", b"application/json"), (b"content-length", b"2")]
+_lanes = {}
+
+
+async def _ping() -> None:
+    lane = _lanes.get("lane")
+    if lane is None:
+        import redis.asyncio
+
+        from empathy_os.aio import Lane
+
+        pool = redis.asyncio.ConnectionPool.from_url(os.environ["REDIS_URL"], decode_responses=True)
+        lane = _lanes["lane"] = Lane(pool, 64, 5)
+    await lane.execute("PING")
 
 
 async def application(scope, receive, send):
@@ -13,5 +33,7 @@ async def application(scope, receive, send):
         return
     while (await receive()).get("more_body"):
         pass
+    if scope["path"] == "/redis":
+        await _ping()
     await send({"type": "http.response.start", "status": 200, "headers": HEADERS})
     await send({"type": "http.response.body", "body": b"{}"})
