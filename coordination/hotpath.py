@@ -35,7 +35,7 @@ from empathy_os import EmpathyError
 
 from . import schemas as s
 from .api import claim_for, complete_for, extend_for, refusal_headers
-from .errors import answer_for
+from .errors import UNLISTED, answer_for
 from .middleware import SECURITY_HEADERS, SERVER_ERROR
 from .tokens import cached_credentials_for
 
@@ -139,11 +139,15 @@ class HotPath:
         except ValidationError:
             return None
         try:
-            status, payload = await handler(creds, params, task_id)
-        except EmpathyError as exc:
-            status, code = answer_for(exc)
-            return status, {"error": code, "detail": str(exc)}, [
-                (name.lower().encode(), value.encode()) for name, value in refusal_headers(status).items()]
+            try:
+                status, payload = await handler(creds, params, task_id)
+            except EmpathyError as exc:
+                answer = answer_for(exc)
+                if answer == UNLISTED:  # no row for it: ninja would not answer it either, so a 500
+                    raise
+                status, code = answer
+                return status, {"error": code, "detail": str(exc)}, [
+                    (name.lower().encode(), value.encode()) for name, value in refusal_headers(status).items()]
         except Exception:
             log.exception("unhandled error on POST %s", scope["path"])
             return 500, SERVER_ERROR, []

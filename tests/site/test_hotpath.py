@@ -18,7 +18,8 @@ from channels.db import database_sync_to_async
 
 from coordination.hotpath import HotPath
 from coordination.tokens import issue_token, revoke_tokens
-from empathy_os import AccessTier, AgentCoordinator, AgentCredentials, AgentTask
+from empathy_os import AccessTier, AgentCoordinator, AgentCredentials, AgentTask, EmpathyError, MemoryUnavailableError
+from empathy_os.aio import AsyncAgentCoordinator
 from empathy_os.local_credentials import LocalCredentials
 from empathy_site.asgi import django_api_app
 
@@ -200,3 +201,28 @@ async def test_local_credentials_keep_nothing_unless_heard_and_current(site_memo
     with pytest.raises(asyncio.CancelledError):
         await local.task
     assert not local.listening and not local.entries
+
+
+@pytest.mark.parametrize("raised,status,code", [
+    (EmpathyError("Redis refused the operation: ERR odd"), 500, "server_error"),
+    (RuntimeError("a bug"), 500, "server_error"),
+    (MemoryUnavailableError("Redis did not answer"), 503, "memory_unavailable"),
+])
+async def test_an_unexpected_failure_is_the_apis_500_and_a_known_one_its_row(site_memory, monkeypatch, raised,
+                                                                               status, code):
+    tokens = await team_of(site_memory, "t1")
+    app = HotPath(django_api_app)
+    await call(app, "POST", "/api/v1/tasks/claim", {"task_type": "none"}, tokens["worker"])  # caches the token
+
+    async def failing(*args, **kwargs):
+        raise raised
+
+    monkeypatch.setattr(AsyncAgentCoordinator, "claim_task", failing)
+    answer = await call(app, "POST", "/api/v1/tasks/claim", {"task_type": "build"}, tokens["worker"])
+    assert (answer["status"], answer["body"]["error"]) == (status, code)
+    plain = await call(django_api_app, "POST", "/api/v1/tasks/claim", {"task_type": "build"}, tokens["worker"])
+    assert comparable(plain, "t1") == comparable(answer, "t1")
+    if status == 503:
+        assert answer["headers"]["retry-after"] == "1"
+    else:
+        assert answer["body"]["detail"] == "internal error; it has been logged"  # nothing of the error leaks
