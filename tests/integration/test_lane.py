@@ -116,3 +116,15 @@ def test_connections_the_server_closed_while_idle_are_not_used_and_a_dead_redis_
     finally:
         memory.client.close()
         server.stop()
+
+
+async def test_a_large_command_goes_whole_and_small_ones_after_it_too(lane_of):
+    from empathy_os.aio import SMALL_WRITE
+
+    lane = lane_of()
+    big = "x" * (4 * SMALL_WRITE)
+    assert await lane.execute("SET", "big", big) == "OK"
+    assert await lane.execute("STRLEN", "big") == len(big)
+    assert await lane.execute("ECHO", "small") == "small"
+    assert len(lane.open) == 1
+    await lane.aclose()
