@@ -13,19 +13,18 @@ It imports neither Django nor the site, so it starts without them.
 import os
 
 HEADERS = [(b"content-type", b"application/json"), (b"content-length", b"2")]
-_lanes = {}
+_lane = None  # made on the first /redis request, in the server's event loop
 
 
 async def _ping() -> None:
-    lane = _lanes.get("lane")
-    if lane is None:
+    global _lane
+    if _lane is None:
         import redis.asyncio
 
         from empathy_os.aio import Lane
 
-        pool = redis.asyncio.ConnectionPool.from_url(os.environ["REDIS_URL"], decode_responses=True)
-        lane = _lanes["lane"] = Lane(pool, 64, 5)
-    await lane.execute("PING")
+        _lane = Lane(redis.asyncio.ConnectionPool.from_url(os.environ["REDIS_URL"], decode_responses=True), 64, 5)
+    await _lane.execute("PING")
 
 
 async def application(scope, receive, send):

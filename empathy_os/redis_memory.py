@@ -338,6 +338,8 @@ class RedisShortTermMemory:
         keys = [token_cache_key(self.config.key_prefix, h) for h in token_hashes]
         if keys:
             yield Pipe(tuple(("set", (key, _REVOKED), {"ex": 2 * int(ttl)}) for key in keys))
+            # A second round trip: a cluster pipeline refuses PUBLISH. Revocation is rare; the tombstones
+            # (the state) are written in the first.
             yield read("publish", token_revocations_channel(self.config.key_prefix), " ".join(token_hashes))
 
     # -- events and stats -----------------------------------------------------------------------------

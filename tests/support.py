@@ -181,6 +181,28 @@ class Api:
         return self.request("PATCH", path, json, **kwargs)
 
 
+async def asgi_request(app, method: str, path: str, body: bytes = b"", headers=()) -> dict:
+    """One HTTP request through the ASGI ``app`` (asgiref's communicator), ending with the client's
+    disconnect: ``{"status", "headers" (the raw list), "body" (bytes)}``."""
+    from asgiref.testing import ApplicationCommunicator
+
+    scope = {"type": "http", "http_version": "1.1", "method": method, "path": path, "raw_path": path.encode(),
+             "query_string": b"", "scheme": "http", "server": ("localhost", 80), "client": ("127.0.0.1", 50000),
+             "headers": [(b"host", b"localhost"), *headers]}
+    communicator = ApplicationCommunicator(app, scope)
+    await communicator.send_input({"type": "http.request", "body": body, "more_body": False})
+    start = await communicator.receive_output(5)
+    parts = []
+    while True:
+        message = await communicator.receive_output(5)
+        parts.append(message.get("body", b""))
+        if not message.get("more_body"):
+            break
+    await communicator.send_input({"type": "http.disconnect"})
+    await communicator.wait(5)
+    return {"status": start["status"], "headers": start["headers"], "body": b"".join(parts)}
+
+
 def assert_error(response, status, code: str | None = None) -> dict:
     """``response`` has ``status`` (or one of a set of them) and the API's JSON error body; returns the body."""
     statuses = status if isinstance(status, (set, frozenset, tuple)) else {status}

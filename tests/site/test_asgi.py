@@ -3,28 +3,14 @@
 import json
 
 import pytest
-from asgiref.testing import ApplicationCommunicator
 
 from empathy_site.asgi import application
+from tests.support import asgi_request
 
 
 async def call(method, path, body=b"", headers=()):
-    """One request through the real ASGI application, ending with the client's disconnect."""
-    scope = {"type": "http", "http_version": "1.1", "method": method, "path": path, "raw_path": path.encode(),
-             "query_string": b"", "scheme": "http", "server": ("localhost", 80), "client": ("127.0.0.1", 50000),
-             "headers": [(b"host", b"localhost"), *headers]}
-    app = ApplicationCommunicator(application, scope)
-    await app.send_input({"type": "http.request", "body": body, "more_body": False})
-    start = await app.receive_output(5)
-    body_parts = []
-    while True:
-        message = await app.receive_output(5)
-        body_parts.append(message.get("body", b""))
-        if not message.get("more_body"):
-            break
-    await app.send_input({"type": "http.disconnect"})
-    await app.wait(5)
-    return {"status": start["status"], "headers": start["headers"], "body": b"".join(body_parts)}
+    """One request through the real ASGI application."""
+    return await asgi_request(application, method, path, body, headers)
 
 
 async def test_it_answers_health_as_json_with_security_headers(site_memory):

@@ -13,7 +13,6 @@ import json
 import time
 
 import pytest
-from asgiref.testing import ApplicationCommunicator
 from channels.db import database_sync_to_async
 
 from coordination.hotpath import HotPath
@@ -22,6 +21,7 @@ from empathy_os import AccessTier, AgentCoordinator, AgentCredentials, AgentTask
 from empathy_os.aio import AsyncAgentCoordinator
 from empathy_os.local_credentials import LocalCredentials
 from empathy_site.asgi import django_api_app
+from tests.support import asgi_request
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -40,28 +40,14 @@ class Counting:
 
 
 async def call(app, method: str, path: str, body=None, token: str = "", raw: bytes | None = None) -> dict:
-    """One request through ``app``, ending with the client's disconnect."""
+    """One request through ``app``: a JSON ``body`` (or ``raw`` bytes) with the agent's bearer token."""
     data = raw if raw is not None else b"" if body is None else json.dumps(body).encode()
-    headers = [(b"host", b"localhost"), (b"content-type", b"application/json")]
+    headers = [(b"content-type", b"application/json")]
     if token:
         headers.append((b"authorization", f"Bearer {token}".encode()))
-    scope = {"type": "http", "http_version": "1.1", "method": method, "path": path, "raw_path": path.encode(),
-             "query_string": b"", "scheme": "http", "server": ("localhost", 80), "client": ("127.0.0.1", 50000),
-             "headers": headers}
-    communicator = ApplicationCommunicator(app, scope)
-    await communicator.send_input({"type": "http.request", "body": data, "more_body": False})
-    start = await communicator.receive_output(5)
-    parts = []
-    while True:
-        message = await communicator.receive_output(5)
-        parts.append(message.get("body", b""))
-        if not message.get("more_body"):
-            break
-    await communicator.send_input({"type": "http.disconnect"})
-    await communicator.wait(5)
-    content = b"".join(parts)
-    return {"status": start["status"], "body": json.loads(content) if content else None,
-            "headers": {k.decode().lower(): v.decode() for k, v in start["headers"]}}
+    answer = await asgi_request(app, method, path, data, headers)
+    return {"status": answer["status"], "body": json.loads(answer["body"]) if answer["body"] else None,
+            "headers": {k.decode().lower(): v.decode() for k, v in answer["headers"]}}
 
 
 async def team_of(memory, team: str) -> dict:
