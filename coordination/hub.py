@@ -7,9 +7,10 @@ with one channel per group, and hands every message it receives to the inboxes (
 its local consumers: one message per event and per process, whatever the number of pages.
 
 A consumer's inbox is read in the consumer's own task, in order, like its own channel would be.
-If the layer's Redis goes away, the members of a group get ``memory.status`` offline; when it
-answers again the group is joined again (a restarted Redis forgot it) and they get ``live.resync``
-(send a fresh snapshot: events relayed meanwhile were lost).
+If the layer's Redis goes away, every member of every group gets ``memory.status`` offline; when it
+answers again every group is joined again (a restarted Redis forgot them all), and only then do they
+all get ``live.resync`` (send a fresh snapshot: events relayed meanwhile were lost). One recovery
+serves the whole process, whichever pump noticed: see ``LocalGroups._recover``.
 """
 
 from __future__ import annotations
@@ -75,6 +76,7 @@ class LocalGroups:
     def __init__(self, layer=None):
         self.layer = layer or get_channel_layer()
         self.groups: dict[str, _Group] = {}
+        self._recovery: asyncio.Task | None = None
 
     async def join(self, name: str, inbox: asyncio.Queue) -> None:
         """Add ``inbox`` to ``name``; returns once the process is a member of the group in the layer,
@@ -147,9 +149,11 @@ class LocalGroups:
             except asyncio.CancelledError:
                 raise
             except UNAVAILABLE:
-                self._deliver(group, OFFLINE)
-                if await self._rejoin(group):
-                    self._deliver(group, RESYNC)
+                await self._recover(outage=True)
+                continue
+            except Exception:  # never let one bad read stop a group's pages for good
+                log.exception("hub: reading group %s failed", group.name)
+                await self._recover(outage=False)
                 continue
             if group.stopped:
                 return
@@ -161,17 +165,48 @@ class LocalGroups:
         for inbox in list(group.members):
             put(inbox, message)
 
-    async def _rejoin(self, group: _Group) -> bool:
-        """Join again once the layer's Redis answers; False if the group was left meanwhile."""
+    async def _recover(self, outage: bool) -> None:
+        """Join every group of the process again, then have every member resync; returns when done.
+
+        One recovery for all the groups, started by the first pump whose read failed; the others wait
+        for it. Per group it would not do: channels-redis reads every channel of a process on one
+        connection, so a pump whose read was not in flight when Redis went away never sees an error,
+        and its group, forgotten by a restarted Redis, would get nothing more, ever. And a page would
+        hear "resync" (and say "live") from one of its groups while another was not joined yet: an
+        event relayed in between reached nobody, and nothing told the page. ``outage``: the layer's
+        Redis is away (members are told "offline" first); otherwise a read failed for another reason
+        (a message may have been lost: they resync all the same)."""
+        if self._recovery is None or self._recovery.done():
+            self._recovery = asyncio.ensure_future(self._rejoin_all(outage))
+        await asyncio.shield(self._recovery)
+
+    async def _rejoin_all(self, outage: bool) -> None:
+        if outage:
+            for group in list(self.groups.values()):
+                self._deliver(group, OFFLINE)
         delay = 0.05
-        while not group.stopped:
-            if await self._try_rejoin(group):
-                return True
+        while True:
+            try:
+                for group in list(self.groups.values()):
+                    if group.channel is None:  # still joining: its join adds it
+                        continue
+                    await self.layer.group_add(group.name, group.channel)
+                    group.joined_at = time.monotonic()
+                    if self.groups.get(group.name) is not group:  # left while being added
+                        await self._discard(group)
+                break
+            except UNAVAILABLE:
+                pass
+            except Exception:  # noqa: BLE001 - keep trying: giving up would leave the groups unjoined
+                log.exception("hub: joining the groups again failed")
             await asyncio.sleep(delay)
             delay = min(delay * 2, RETRY_MAX_DELAY)
-        return False
+        for group in list(self.groups.values()):
+            self._deliver(group, RESYNC)
 
     async def _try_rejoin(self, group: _Group) -> bool:
+        """Join ``group`` again (channels-redis forgets a membership after ``group_expiry``); False if
+        the layer's Redis is away."""
         try:
             await self.layer.group_add(group.name, group.channel)
         except UNAVAILABLE:

@@ -112,7 +112,10 @@ def test_it_shows_memory_offline_and_reconnects_by_itself(browser, outage_site):
             back = time.monotonic()
             live_s = wait_badge(page, "live")
             coordinator.add_task(AgentTask("after", "review"))
-            expect(page.locator("#tasks-pending #task-after")).to_be_visible(timeout=RECOVERY_BOUND_MS)
+            try:
+                expect(page.locator("#tasks-pending #task-after")).to_be_visible(timeout=RECOVERY_BOUND_MS)
+            except AssertionError as exc:  # what the server said about the outage is the first clue
+                raise AssertionError(f"{exc}\n--- the site's log, last lines ---\n{site.log_tail()}") from None
             change_s = time.monotonic() - back - live_s
             sent_at_restart = signals.sent
             deadline = time.monotonic() + RECOVERY_BOUND_MS / 1000

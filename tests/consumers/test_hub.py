@@ -95,6 +95,63 @@ async def test_it_reports_an_outage_then_joins_again_and_asks_for_a_resync():
     await groups.leave("team.t1", inbox)
 
 
+async def test_an_outage_one_pump_saw_joins_every_group_again_before_anyone_resyncs():
+    # channels-redis reads all of a process's channels on one connection: a pump whose read was not
+    # in flight when Redis died sees no error, and the restarted Redis forgot its group all the same.
+    layer = FlakyLayer()
+    groups = LocalGroups(layer)
+    seen, unseen = asyncio.Queue(), asyncio.Queue()
+    await groups.join("team.a", seen)
+    await groups.join("team.b", unseen)
+    await asyncio.sleep(0.01)  # both pumps wait in their reads
+    layer.down = True
+    await layer.send(groups.groups["team.a"].channel, {"type": "wake"})  # only a's next read fails
+    assert await asyncio.wait_for(seen.get(), 2) == {"type": "wake"}
+    assert await asyncio.wait_for(seen.get(), 2) == OFFLINE
+    assert await asyncio.wait_for(unseen.get(), 2) == OFFLINE
+    await asyncio.sleep(0.1)
+    layer.groups.clear()  # the restarted Redis knows no group
+    layer.down = False
+
+    assert await asyncio.wait_for(seen.get(), 2) == RESYNC
+    assert set(layer.groups) == {"team.a", "team.b"}  # both joined before the first resync went out
+    assert await asyncio.wait_for(unseen.get(), 2) == RESYNC
+    await layer.group_send("team.b", {"type": "task.added"})
+    assert (await asyncio.wait_for(unseen.get(), 2))["type"] == "task.added"
+    assert seen.empty()
+    await groups.leave("team.a", seen)
+    await groups.leave("team.b", unseen)
+
+
+class GarblingLayer(InMemoryChannelLayer):
+    """A layer whose first read fails with something other than an outage (a message it cannot decode)."""
+
+    def __init__(self):
+        super().__init__()
+        self.garbled = 0
+
+    async def receive(self, channel):
+        message = await super().receive(channel)
+        if not self.garbled:
+            self.garbled += 1
+            raise ValueError("unpack(b) received extra data")
+        return message
+
+
+async def test_a_read_that_fails_otherwise_resyncs_the_members_and_the_group_goes_on():
+    layer = GarblingLayer()
+    groups = LocalGroups(layer)
+    inbox = asyncio.Queue()
+    await groups.join("team.t1", inbox)
+    await layer.group_send("team.t1", {"type": "lost"})
+    assert await asyncio.wait_for(inbox.get(), 2) == RESYNC  # not "offline": the layer answered
+
+    await layer.group_send("team.t1", {"type": "task.added"})
+    assert (await asyncio.wait_for(inbox.get(), 2))["type"] == "task.added"
+    assert layer.garbled == 1 and inbox.empty()
+    await groups.leave("team.t1", inbox)
+
+
 async def test_a_failed_join_is_tried_afresh_by_the_next_page():
     layer = FlakyLayer()
     groups = LocalGroups(layer)
