@@ -169,11 +169,10 @@ class LocalGroups:
         """Join every group of the process again, then have every member resync; returns when done.
 
         One recovery for all the groups, started by the first pump whose read failed; the others wait
-        for it. Per group it would not do: channels-redis reads every channel of a process on one
-        connection, so a pump whose read was not in flight when Redis went away never sees an error,
-        and its group, forgotten by a restarted Redis, would get nothing more, ever. And a page would
-        hear "resync" (and say "live") from one of its groups while another was not joined yet: an
-        event relayed in between reached nobody, and nothing told the page. ``outage``: the layer's
+        for it. Per group, each on its own back-off, a page heard "resync" (and said "live") from one
+        of its groups while another was not joined yet, and an event relayed in between reached
+        nobody until that group's own resync. And a group is joined again whether or not its own
+        pump saw the error (a restarted Redis forgot every group). ``outage``: the layer's
         Redis is away (members are told "offline" first); otherwise a read failed for another reason
         (a message may have been lost: they resync all the same)."""
         if self._recovery is None or self._recovery.done():
