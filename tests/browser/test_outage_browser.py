@@ -132,3 +132,4 @@ def test_it_shows_memory_offline_and_reconnects_by_itself(browser, outage_site):
               f"{change_s * 1000:.0f} ms later; agent signals failed during the outage: {signals.failed}")
     finally:
         context.close()
+        memory.client.close()  # its connections: the agent thread made new ones after the restart
