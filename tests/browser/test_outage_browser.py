@@ -18,7 +18,7 @@ from playwright.sync_api import expect
 
 from coordination.bench_live import WS_PROBE_JS, SiteServer, log_in
 from coordination.servers import DEFAULT_SERVER
-from empathy_os import AgentCoordinator, AgentTask, EmpathyOS, MemoryUnavailableError, RedisShortTermMemory
+from empathy_os import AgentCoordinator, AgentTask, EmpathyOS, MemoryUnavailableError
 from tests.support import RedisServer
 
 from .conftest import PASSWORD, live, stayed_live
@@ -30,17 +30,20 @@ BADGE_IS = "(text) => document.querySelector('#memory-status').textContent.trim(
 
 
 @pytest.fixture
-def outage_site():
-    """A redis-server and the site on it, both of this test's own."""
+def redis_server():
+    """A redis-server of this test's own (it is killed): replaces the session's, so the ``memory``
+    fixture of tests/browser/conftest.py is the library on this one."""
     server = RedisServer()
-    site = None
-    try:
-        site = SiteServer(server.url, {"lee": "steward"}, PASSWORD, server=DEFAULT_SERVER)
-        yield server, site
-    finally:
-        if site is not None:
-            site.stop()
-        server.stop()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def outage_site(redis_server):
+    """The site on this test's own redis-server."""
+    site = SiteServer(redis_server.url, {"lee": "steward"}, PASSWORD, server=DEFAULT_SERVER)
+    yield redis_server, site
+    site.stop()
 
 
 def wait_badge(page, text: str) -> float:
@@ -80,11 +83,10 @@ class Signals:
         self.thread.join(5)
 
 
-def test_it_shows_memory_offline_and_reconnects_by_itself(browser, outage_site):
+def test_it_shows_memory_offline_and_reconnects_by_itself(browser, outage_site, memory):
     redis_server, site = outage_site
     pid = site.process.pid
     team = f"team-{uuid.uuid4().hex[:8]}"
-    memory = RedisShortTermMemory(redis_server.url)
     coordinator = AgentCoordinator(memory, team)
     coordinator.register_agent("alpha", ["review"])
     coordinator.add_task(AgentTask("before", "review"))
@@ -132,4 +134,3 @@ def test_it_shows_memory_offline_and_reconnects_by_itself(browser, outage_site):
               f"{change_s * 1000:.0f} ms later; agent signals failed during the outage: {signals.failed}")
     finally:
         context.close()
-        memory.client.close()  # its connections: the agent thread made new ones after the restart
